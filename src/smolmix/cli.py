@@ -1,0 +1,82 @@
+"""The ``smolmix`` command: parse arguments, call the library, print. No logic lives here."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from smolmix.errors import SmolmixError
+
+EXIT_USER_ERROR = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``error: <what>`` and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {message} ({self.prog})", file=sys.stderr)
+        raise SystemExit(EXIT_USER_ERROR)
+
+
+def _name_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _int_list(flag: str):
+    def parse(text: str) -> list[int]:
+        try:
+            return [int(part) for part in _name_list(text)]
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{flag} takes integers like 0,1, got {text!r}") from None
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="smolmix", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    lab = commands.add_parser("lab", help="synthetic studies that reproduce the findings on a CPU")
+    studies = lab.add_subparsers(dest="study", required=True, parser_class=_Parser)
+    rare = studies.add_parser("rare-tasks",
+                              help="small models fail on rare tasks; boosting fixes it")
+    rare.add_argument("--preset", default="quick", help="quick (default), full or smoke")
+    rare.add_argument("--sizes", type=_name_list, help="ladder sizes, e.g. xs,s,m,l,xl")
+    rare.add_argument("--seeds", type=_int_list("--seeds"), help="seeds, e.g. 0,1")
+    rare.add_argument("--steps", type=int, help="training steps per cell")
+    rare.add_argument("--out", type=Path, help="run directory (default runs/rare-tasks-<preset>)")
+    rare.add_argument("--jobs", type=int, help="parallel worker processes (default: CPU cores)")
+    rare.add_argument("--quiet", action="store_true", help="no progress output")
+    rare.set_defaults(func=_lab_rare_tasks)
+    return parser
+
+
+def _lab_rare_tasks(args: argparse.Namespace) -> None:
+    from smolmix.lab.rare_tasks import customize, get_preset, run_study
+    from smolmix.report.html import reading, summary_table
+
+    preset = customize(get_preset(args.preset), args.sizes, args.seeds, args.steps)
+    out = args.out or Path("runs") / f"rare-tasks-{preset.name}"
+    results = run_study(preset, out, jobs=args.jobs, quiet=args.quiet)
+    print(summary_table(results))
+    print("\n" + "\n".join(reading(results)))
+    print(f"\nwrote {out}/report.html and {out}/results.json")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except SmolmixError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted: no output written", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

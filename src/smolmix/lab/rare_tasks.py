@@ -1,0 +1,323 @@
+"""The rare-task study: in a Zipf mixture, do small models fail on rare tasks they can express?
+
+Three kinds of grid cell, each one training run through :func:`smolmix.train.train`:
+
+- ``natural``: every size on the natural (Zipf) mixture with the same token budget;
+- ``isolation``: every size on the rare tasks alone (equal shares), the expressibility control;
+- ``boost``: the smallest sizes with the boost target's share raised to each value of a sweep,
+  everything else rescaled (the rare-task fix).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import statistics
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from smolmix.errors import SmolmixError
+from smolmix.lab.runner import available_cores, run_cells
+from smolmix.lab.tasks import TrainStream, get_task, make_eval_set, vocabulary
+from smolmix.mix.shares import boost_shares, counts_from_shares, zipf_shares
+from smolmix.records import Record
+
+LEARN_THRESHOLD = 0.9
+EVAL_SEED = 0
+
+# Most frequent first. The rare tasks (the last three) were chosen because the smallest quick-
+# preset size learns each of them when trained on it alone; the question is whether it still
+# does when they are rare in a mixture.
+DEFAULT_TASKS = (
+    "copy", "increment", "square", "reverse", "swap_pairs", "lookup", "pair_sum", "count",
+    "dedup", "prefix_sum", "rotate", "sort", "running_max",
+)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Everything that defines one run of the study."""
+
+    name: str
+    sizes: tuple[str, ...]
+    seeds: tuple[int, ...]
+    steps: int
+    tasks: tuple[str, ...] = DEFAULT_TASKS
+    zipf_exponent: float = 2.0
+    rare_count: int = 3
+    frequent_count: int = 3
+    isolation_steps_fraction: float = 0.5
+    boost_count: int = 2
+    boost_shares: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3)
+    batch_size: int = 32
+    learning_rate: float = 3e-3
+    warmup_steps: int = 50
+    eval_examples: int = 100
+    eval_every: int = 250
+
+    @property
+    def rare_tasks(self) -> tuple[str, ...]:
+        return self.tasks[-self.rare_count:]
+
+    @property
+    def frequent_tasks(self) -> tuple[str, ...]:
+        return self.tasks[: self.frequent_count]
+
+    @property
+    def boost_target(self) -> str:
+        return self.tasks[-1]
+
+    @property
+    def boost_sizes(self) -> tuple[str, ...]:
+        return self.sizes[: self.boost_count]
+
+    @property
+    def isolation_steps(self) -> int:
+        return max(1, round(self.steps * self.isolation_steps_fraction))
+
+    def natural_shares(self) -> dict[str, float]:
+        return zipf_shares(self.tasks, self.zipf_exponent)
+
+
+PRESETS: dict[str, Preset] = {
+    "quick": Preset("quick", sizes=("xs", "s", "m", "l", "xl"), seeds=(0, 1), steps=2000),
+    "full": Preset("full", sizes=("xs", "s", "m", "l", "xl"), seeds=(0, 1, 2), steps=6000,
+                   isolation_steps_fraction=1.0, boost_count=3,
+                   boost_shares=(0.005, 0.01, 0.03, 0.1, 0.3), eval_every=500),
+    "smoke": Preset("smoke", sizes=("xxs", "xs"), seeds=(0,), steps=40, boost_count=1,
+                    boost_shares=(0.3,), eval_examples=16, eval_every=20, warmup_steps=5),
+}
+
+
+def get_preset(name: str) -> Preset:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise SmolmixError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}",
+                           "--preset") from None
+
+
+def customize(preset: Preset, sizes: list[str] | None = None, seeds: list[int] | None = None,
+              steps: int | None = None) -> Preset:
+    """The preset with the CLI's overrides applied and validated."""
+    from smolmix.models import LADDER, get_size
+
+    if steps is not None and steps <= 0:
+        raise SmolmixError(f"steps must be positive, got {steps}", "--steps")
+    if sizes is not None:
+        for name in sizes:
+            get_size(name)
+        if len(set(sizes)) != len(sizes) or not sizes:
+            raise SmolmixError(f"sizes must be distinct and non-empty, got {sizes}", "--sizes")
+        order = list(LADDER)
+        sizes = sorted(sizes, key=order.index)
+    if seeds is not None and (not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0):
+        raise SmolmixError(f"seeds must be distinct non-negative integers, got {seeds}", "--seeds")
+    for task in preset.tasks:
+        get_task(task)
+    return replace(
+        preset,
+        sizes=tuple(sizes) if sizes is not None else preset.sizes,
+        seeds=tuple(seeds) if seeds is not None else preset.seeds,
+        steps=steps if steps is not None else preset.steps,
+    )
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One training run of the grid."""
+
+    kind: str
+    size: str
+    seed: int
+    steps: int
+    shares: dict[str, float] = field(hash=False)
+    boost_share: float | None = None
+
+    @property
+    def id(self) -> str:
+        share = "" if self.boost_share is None else f"-{self.boost_share:g}"
+        return f"{self.kind}{share}-{self.size}-s{self.seed}"
+
+
+def plan_cells(preset: Preset) -> list[Cell]:
+    """Every cell of the study, in a fixed order."""
+    natural = preset.natural_shares()
+    isolation = {t: 1.0 / len(preset.rare_tasks) for t in preset.rare_tasks}
+    cells = []
+    for seed in preset.seeds:
+        for size in preset.sizes:
+            cells.append(Cell("natural", size, seed, preset.steps, natural))
+            cells.append(Cell("isolation", size, seed, preset.isolation_steps, isolation))
+        for size in preset.boost_sizes:
+            for share in preset.boost_shares:
+                shares = boost_shares(natural, preset.boost_target, share)
+                cells.append(Cell("boost", size, seed, preset.steps, shares, share))
+    return cells
+
+
+def eval_sets(preset: Preset) -> dict[str, list[Record]]:
+    """The held-out sets, shared by every cell (their own seed stream)."""
+    return {t: make_eval_set(get_task(t), preset.eval_examples, EVAL_SEED) for t in preset.tasks}
+
+
+def training_records(preset: Preset, cell: Cell, held_out: dict[str, list[Record]]) -> list[Record]:
+    """The cell's mixture: exact per-task counts for the step budget, shuffled with its seed."""
+    counts = counts_from_shares(cell.shares, cell.steps * preset.batch_size)
+    records = []
+    for task, count in counts.items():
+        stream = TrainStream(get_task(task), cell.seed, {r.prompt for r in held_out[task]})
+        records.extend(stream.draw() for _ in range(count))
+    random.Random(f"mix:{cell.seed}").shuffle(records)
+    return records
+
+
+def run_cell(job: tuple[Preset, Cell, Path]) -> dict:
+    """Train one cell, save its checkpoint and curves under ``cell_dir``; return its result."""
+    from smolmix.models import build_model, build_tokenizer, get_size, save_checkpoint
+    from smolmix.train import TrainConfig, train
+
+    preset, cell, cell_dir = job
+    start = time.perf_counter()
+    tokenizer = build_tokenizer(vocabulary())
+    model = build_model(get_size(cell.size), tokenizer, seed=cell.seed)
+    held_out = eval_sets(preset)
+    config = TrainConfig(
+        steps=cell.steps, batch_size=preset.batch_size, learning_rate=preset.learning_rate,
+        warmup_steps=preset.warmup_steps, eval_every=preset.eval_every, seed=cell.seed,
+    )
+    curves = train(model, tokenizer, training_records(preset, cell, held_out), held_out, config,
+                   cell_dir)
+    save_checkpoint(model, tokenizer, cell_dir / "checkpoint")
+    by_task: dict[str, dict[str, list]] = {}
+    for row in curves:
+        entry = by_task.setdefault(row["task"], {"step": [], "exact_match": [], "loss": []})
+        for key in entry:
+            entry[key].append(row[key])
+    final_step = max(row["step"] for row in curves)
+    final = {r["task"]: {k: r[k] for k in ("exact_match", "loss", "count")}
+             for r in curves if r["step"] == final_step}
+    return {
+        "id": cell.id, "kind": cell.kind, "size": cell.size, "seed": cell.seed,
+        "boost_share": cell.boost_share, "shares": cell.shares, "steps": cell.steps,
+        "final": final, "curves": by_task,
+        "train_seconds": round(time.perf_counter() - start, 2),
+    }
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    mean = statistics.fmean(values)
+    std = statistics.pstdev(values) if len(values) > 1 else 0.0
+    return round(mean, 4), round(std, 4)
+
+
+def summarize(preset: Preset, cells: list[dict], params: dict[str, int]) -> dict:
+    """The ``summary`` object of results.json, computed from the cells' final scores."""
+
+    def group_acc(kind: str, size: str, tasks: tuple[str, ...]) -> tuple[float, float]:
+        per_seed = [statistics.fmean(c["final"][t]["exact_match"] for t in tasks)
+                    for c in cells if c["kind"] == kind and c["size"] == size]
+        return _mean_std(per_seed)
+
+    def by_size(kind: str, tasks: tuple[str, ...]) -> tuple[list[float], list[float]]:
+        pairs = [group_acc(kind, size, tasks) for size in preset.sizes]
+        return [m for m, _ in pairs], [s for _, s in pairs]
+
+    rare, rare_std = by_size("natural", preset.rare_tasks)
+    freq, freq_std = by_size("natural", preset.frequent_tasks)
+    iso, iso_std = by_size("isolation", preset.rare_tasks)
+    target = preset.boost_target
+    natural_share = preset.natural_shares()[target]
+    boost_acc, boost_std, min_share = {}, {}, {}
+    for size in preset.boost_sizes:
+        points = {natural_share: group_acc("natural", size, (target,))}
+        for share in preset.boost_shares:
+            points[share] = _mean_std(
+                [c["final"][target]["exact_match"] for c in cells
+                 if c["kind"] == "boost" and c["size"] == size and c["boost_share"] == share])
+        boost_acc[size] = {str(s): points[s][0] for s in preset.boost_shares}
+        boost_std[size] = {str(s): points[s][1] for s in preset.boost_shares}
+        learned = [s for s in sorted(points) if points[s][0] >= LEARN_THRESHOLD]
+        min_share[size] = round(learned[0], 6) if learned else None
+    return {
+        "size_names": list(preset.sizes),
+        "sizes": [params[s] for s in preset.sizes],
+        "rare_tasks": list(preset.rare_tasks),
+        "frequent_tasks": list(preset.frequent_tasks),
+        "rare_acc_by_size": rare, "rare_acc_std_by_size": rare_std,
+        "frequent_acc_by_size": freq, "frequent_acc_std_by_size": freq_std,
+        "isolation_acc_by_size": iso, "isolation_acc_std_by_size": iso_std,
+        "isolation_task_acc_by_size": {
+            t: [group_acc("isolation", size, (t,))[0] for size in preset.sizes]
+            for t in preset.rare_tasks
+        },
+        "boost_target": target,
+        "boost_acc": boost_acc, "boost_acc_std": boost_std,
+        "min_share_to_learn": min_share,
+        "learn_threshold": LEARN_THRESHOLD,
+    }
+
+
+def task_table(preset: Preset) -> list[dict]:
+    shares = preset.natural_shares()
+    return [
+        {"name": t, "share": round(shares[t], 6),
+         "group": "rare" if t in preset.rare_tasks
+         else "frequent" if t in preset.frequent_tasks else "middle"}
+        for t in preset.tasks
+    ]
+
+
+def ladder_params(sizes: tuple[str, ...]) -> dict[str, int]:
+    """Parameter count of each size, measured on a freshly built model."""
+    from smolmix.models import build_model, build_tokenizer, get_size, parameter_count
+
+    tokenizer = build_tokenizer(vocabulary())
+    return {s: parameter_count(build_model(get_size(s), tokenizer, seed=0)) for s in sizes}
+
+
+def run_study(preset: Preset, out: Path, jobs: int | None = None, quiet: bool = False) -> dict:
+    """Run every cell, then write results.json, plots, report.html and manifest.json to ``out``.
+
+    The output appears atomically; Ctrl-C leaves no directory that looks complete.
+    """
+    from smolmix.report.html import write_report
+    from smolmix.report.plots import write_plots
+    from smolmix.rundir import atomic_output, write_manifest
+
+    started = time.perf_counter()
+    jobs = available_cores() if jobs is None else jobs
+    if jobs <= 0:
+        raise SmolmixError(f"jobs must be positive, got {jobs}", "--jobs")
+    with atomic_output(Path(out)) as work:
+        params = ladder_params(preset.sizes)
+        cells = plan_cells(preset)
+        # Longest cells first, so the pool does not end waiting on one big run.
+        order = sorted(range(len(cells)), key=lambda i: -params[cells[i].size] * cells[i].steps)
+        todo = [(preset, cells[i], work / "cells" / cells[i].id) for i in order]
+        done = run_cells(run_cell, todo, jobs=jobs, quiet=quiet, label="rare-tasks")
+        by_id = {r["id"]: r for r in done}
+        results = {
+            "smolmix": {"kind": "lab.rare-tasks", "version": _version()},
+            "preset": {**asdict(preset), "rare_tasks": list(preset.rare_tasks),
+                       "boost_target": preset.boost_target,
+                       "isolation_steps": preset.isolation_steps},
+            "tasks": task_table(preset),
+            "sizes": [{"name": s, "params": params[s]} for s in preset.sizes],
+            "cells": [by_id[c.id] for c in cells],
+            "summary": summarize(preset, [by_id[c.id] for c in cells], params),
+        }
+        results["summary"]["wall_seconds"] = round(time.perf_counter() - started, 1)
+        (work / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+        plots = write_plots(results, work)
+        write_report(results, plots, work)
+        write_manifest(work, "lab.rare-tasks", {"preset": asdict(preset), "jobs": jobs},
+                       seed=preset.seeds[0])
+    return results
+
+
+def _version() -> str:
+    from smolmix.rundir import versions
+
+    return versions()["smolmix"]

@@ -1,0 +1,37 @@
+"""Mixture shares from task counts or ranks, and exact per-task example counts from shares."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from smolmix.errors import SmolmixError
+
+
+def zipf_shares(tasks: Sequence[str], exponent: float) -> dict[str, float]:
+    """Share of the task at rank k (1-based, in the given order) ∝ 1 / k**exponent."""
+    weights = [1.0 / (k + 1) ** exponent for k in range(len(tasks))]
+    total = sum(weights)
+    return {t: w / total for t, w in zip(tasks, weights)}
+
+
+def boost_shares(shares: Mapping[str, float], target: str, share: float) -> dict[str, float]:
+    """Set ``target`` to ``share``; the other tasks keep their ratios and fill the rest."""
+    if not 0.0 < share < 1.0:
+        raise SmolmixError(f"boost share must be in (0, 1), got {share}", "boost")
+    if target not in shares:
+        raise SmolmixError(f"boost target {target!r} is not in the mixture", "boost")
+    rest = sum(v for t, v in shares.items() if t != target)
+    return {t: share if t == target else v * (1.0 - share) / rest for t, v in shares.items()}
+
+
+def counts_from_shares(shares: Mapping[str, float], total: int) -> dict[str, int]:
+    """Integer counts summing to ``total`` closest to ``share * total`` (largest remainder)."""
+    weight = sum(shares.values())
+    if weight <= 0 or any(v < 0 for v in shares.values()):
+        raise SmolmixError("shares must be non-negative and not all zero", "shares")
+    exact = {t: total * v / weight for t, v in shares.items()}
+    counts = {t: int(x) for t, x in exact.items()}
+    by_remainder = sorted(exact, key=lambda t: (counts[t] - exact[t], t))
+    for t in by_remainder[: total - sum(counts.values())]:
+        counts[t] += 1
+    return counts
