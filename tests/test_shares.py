@@ -3,7 +3,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from smolmix.errors import SmolmixError
-from smolmix.mix.shares import boost_shares, counts_from_shares, zipf_shares
+from smolmix.mix.shares import counts_from_shares, zipf_shares
 
 
 def test_zipf_is_normalised_and_decreasing():
@@ -12,17 +12,6 @@ def test_zipf_is_normalised_and_decreasing():
     assert abs(sum(values) - 1) < 1e-12
     assert values == sorted(values, reverse=True)
     assert values[-1] <= 0.005
-
-
-@given(st.lists(st.floats(0.001, 100), min_size=2, max_size=20), st.floats(0.001, 0.999))
-def test_boost_sets_target_and_keeps_ratios(weights, share):
-    total = sum(weights)
-    shares = {f"t{i}": w / total for i, w in enumerate(weights)}
-    boosted = boost_shares(shares, "t0", share)
-    assert boosted["t0"] == share
-    assert abs(sum(boosted.values()) - 1) < 1e-9
-    assert abs(boosted["t1"] / sum(v for k, v in boosted.items() if k != "t0")
-               - shares["t1"] / sum(v for k, v in shares.items() if k != "t0")) < 1e-9
 
 
 @given(st.lists(st.floats(0, 50), min_size=1, max_size=20).filter(lambda w: sum(w) > 0),
@@ -37,10 +26,6 @@ def test_counts_sum_to_total_within_rounding(weights, total):
 
 
 def test_bad_shares_are_user_errors():
-    with pytest.raises(SmolmixError):
-        boost_shares({"a": 0.5, "b": 0.5}, "a", 1.0)
-    with pytest.raises(SmolmixError):
-        boost_shares({"a": 0.5, "b": 0.5}, "c", 0.1)
     with pytest.raises(SmolmixError):
         counts_from_shares({"a": 0.0, "b": 0.0}, 10)
     with pytest.raises(SmolmixError):

@@ -38,6 +38,14 @@ def _int_list(flag: str):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="smolmix", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    mix = commands.add_parser("mix", help="build a training mixture from a recipe")
+    mix.add_argument("recipe", type=Path, nargs="?", help="recipe YAML file")
+    mix.add_argument("--out", type=Path, help="output mixture directory")
+    mix.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
+    mix.add_argument("--schema", action="store_true", help="print the recipe's JSON Schema")
+    mix.add_argument("--export", type=_name_list, help="also write jsonl and/or parquet")
+    mix.add_argument("--quiet", action="store_true", help="no progress output")
+    mix.set_defaults(func=_mix)
     lab = commands.add_parser("lab", help="synthetic studies that reproduce the findings on a CPU")
     studies = lab.add_subparsers(dest="study", required=True, parser_class=_Parser)
     rare = studies.add_parser("rare-tasks",
@@ -51,6 +59,27 @@ def build_parser() -> argparse.ArgumentParser:
     rare.add_argument("--quiet", action="store_true", help="no progress output")
     rare.set_defaults(func=_lab_rare_tasks)
     return parser
+
+
+def _mix(args: argparse.Namespace) -> None:
+    import json
+
+    from smolmix.mix.build import build_mixture, plan_table
+    from smolmix.recipe import recipe_json_schema
+
+    if args.schema:
+        print(json.dumps(recipe_json_schema(), indent=2))
+        return
+    if args.recipe is None:
+        raise SmolmixError("a recipe file is required", "recipe")
+    for fmt in args.export or []:
+        if fmt not in ("jsonl", "parquet"):
+            raise SmolmixError(f"unknown export format {fmt!r}; known: jsonl, parquet", "--export")
+    summary = build_mixture(args.recipe, args.out, quiet=args.quiet, dry_run=args.dry_run,
+                            export=args.export)
+    print(plan_table(summary))
+    if not args.dry_run:
+        print(f"\nwrote {args.out} (load with datasets.load_from_disk)")
 
 
 def _lab_rare_tasks(args: argparse.Namespace) -> None:

@@ -48,8 +48,9 @@ def versions() -> dict[str, str]:
     return found
 
 
-def write_manifest(directory: Path, kind: str, arguments: dict, seed: int | None) -> None:
-    """Record what made ``directory``: command, arguments, seed, versions and time."""
+def write_manifest(directory: Path, kind: str, arguments: dict, seed: int | None,
+                   extra: dict | None = None) -> None:
+    """Record what made ``directory``: command, arguments, seed, versions and time (+ ``extra``)."""
     manifest = {
         "smolmix": {"kind": kind, "version": versions()["smolmix"]},
         "command": " ".join(sys.argv),
@@ -57,6 +58,7 @@ def write_manifest(directory: Path, kind: str, arguments: dict, seed: int | None
         "seed": seed,
         "versions": versions(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **(extra or {}),
     }
     (directory / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 

@@ -11,17 +11,20 @@ Three kinds of grid cell, each one training run through :func:`smolmix.train.tra
 from __future__ import annotations
 
 import json
-import random
+import math
 import statistics
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+import yaml
+
 from smolmix.errors import SmolmixError
 from smolmix.lab.runner import available_cores, run_cells
 from smolmix.lab.tasks import TrainStream, get_task, make_eval_set, vocabulary
-from smolmix.mix.shares import boost_shares, counts_from_shares, zipf_shares
-from smolmix.records import Record
+from smolmix.mix.shares import zipf_shares
+from smolmix.mix.strategies import boost
+from smolmix.records import Record, write_jsonl
 
 LEARN_THRESHOLD = 0.9
 EVAL_SEED = 0
@@ -152,7 +155,7 @@ def plan_cells(preset: Preset) -> list[Cell]:
             cells.append(Cell("isolation", size, seed, preset.isolation_steps, isolation))
         for size in preset.boost_sizes:
             for share in preset.boost_shares:
-                shares = boost_shares(natural, preset.boost_target, share)
+                shares = boost(natural, {preset.boost_target: share})
                 cells.append(Cell("boost", size, seed, preset.steps, shares, share))
     return cells
 
@@ -162,24 +165,56 @@ def eval_sets(preset: Preset) -> dict[str, list[Record]]:
     return {t: make_eval_set(get_task(t), preset.eval_examples, EVAL_SEED) for t in preset.tasks}
 
 
-def training_records(preset: Preset, cell: Cell, held_out: dict[str, list[Record]]) -> list[Record]:
-    """The cell's mixture: exact per-task counts for the step budget, shuffled with its seed."""
-    counts = counts_from_shares(cell.shares, cell.steps * preset.batch_size)
-    records = []
-    for task, count in counts.items():
-        stream = TrainStream(get_task(task), cell.seed, {r.prompt for r in held_out[task]})
-        records.extend(stream.draw() for _ in range(count))
-    random.Random(f"mix:{cell.seed}").shuffle(records)
-    return records
+def pool_sizes(preset: Preset, cells: list[Cell]) -> dict[int, dict[str, int]]:
+    """Per seed and task, the most examples any cell of that seed draws (so none repeats)."""
+    sizes: dict[int, dict[str, int]] = {}
+    for cell in cells:
+        per_task = sizes.setdefault(cell.seed, {})
+        total = cell.steps * preset.batch_size
+        for task, share in cell.shares.items():
+            per_task[task] = max(per_task.get(task, 0), math.ceil(share * total) + 1)
+    return sizes
+
+
+def write_task_pools(preset: Preset, cells: list[Cell], data_dir: Path) -> None:
+    """The lab's sources: per seed, one JSONL of fresh training examples per task, none of
+    them in the held-out sets."""
+    held_out = eval_sets(preset)
+    for seed, per_task in pool_sizes(preset, cells).items():
+        folder = data_dir / f"s{seed}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for task, count in per_task.items():
+            stream = TrainStream(get_task(task), seed, {r.prompt for r in held_out[task]})
+            write_jsonl((stream.draw() for _ in range(count)), folder / f"{task}.jsonl")
+
+
+def cell_recipe(preset: Preset, cell: Cell, data_dir: Path) -> dict:
+    """The ``smolmix mix`` recipe of one cell: the task pools, weighted by the cell's shares."""
+    tasks = [t for t, share in cell.shares.items() if share > 0]
+    return {
+        "seed": cell.seed,
+        "budget": {"examples": cell.steps * preset.batch_size},
+        "max_repeats": 1,
+        "sources": [{"name": t, "path": str(data_dir / f"s{cell.seed}" / f"{t}.jsonl")}
+                    for t in tasks],
+        "strategy": [{"weights": {t: cell.shares[t] for t in tasks}}],
+        "hygiene": {"dedup": "none"},
+    }
 
 
 def run_cell(job: tuple[Preset, Cell, Path]) -> dict:
     """Train one cell, save its checkpoint and curves under ``cell_dir``; return its result."""
+    from smolmix.mix.build import mixture_records
     from smolmix.models import build_model, build_tokenizer, get_size, save_checkpoint
     from smolmix.train import TrainConfig, train
 
     preset, cell, cell_dir = job
     start = time.perf_counter()
+    cell_dir.mkdir(parents=True, exist_ok=True)
+    recipe = cell_dir / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump(cell_recipe(preset, cell, cell_dir.parent.parent / "data"),
+                                     sort_keys=False))
+    records = mixture_records(recipe)
     tokenizer = build_tokenizer(vocabulary())
     model = build_model(get_size(cell.size), tokenizer, seed=cell.seed)
     held_out = eval_sets(preset)
@@ -187,8 +222,7 @@ def run_cell(job: tuple[Preset, Cell, Path]) -> dict:
         steps=cell.steps, batch_size=preset.batch_size, learning_rate=preset.learning_rate,
         warmup_steps=preset.warmup_steps, eval_every=preset.eval_every, seed=cell.seed,
     )
-    curves = train(model, tokenizer, training_records(preset, cell, held_out), held_out, config,
-                   cell_dir)
+    curves = train(model, tokenizer, records, held_out, config, cell_dir)
     save_checkpoint(model, tokenizer, cell_dir / "checkpoint")
     by_task: dict[str, dict[str, list]] = {}
     for row in curves:
@@ -293,6 +327,7 @@ def run_study(preset: Preset, out: Path, jobs: int | None = None, quiet: bool = 
     with atomic_output(Path(out)) as work:
         params = ladder_params(preset.sizes)
         cells = plan_cells(preset)
+        write_task_pools(preset, cells, work / "data")
         # Longest cells first, so the pool does not end waiting on one big run.
         order = sorted(range(len(cells)), key=lambda i: -params[cells[i].size] * cells[i].steps)
         todo = [(preset, cells[i], work / "cells" / cells[i].id) for i in order]

@@ -24,8 +24,10 @@ def available_cores() -> int:
 
 def _init_worker(threads: int) -> None:
     import torch
+    from transformers.utils import logging as hf_logging
 
     torch.set_num_threads(threads)
+    hf_logging.disable_progress_bar()
 
 
 def run_cells(fn: Callable[[T], R], items: Sequence[T], jobs: int, threads: int = 1,

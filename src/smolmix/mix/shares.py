@@ -1,4 +1,4 @@
-"""Mixture shares from task counts or ranks, and exact per-task example counts from shares."""
+"""Zipf shares by rank, and exact integer counts from shares (largest remainder)."""
 
 from __future__ import annotations
 
@@ -12,16 +12,6 @@ def zipf_shares(tasks: Sequence[str], exponent: float) -> dict[str, float]:
     weights = [1.0 / (k + 1) ** exponent for k in range(len(tasks))]
     total = sum(weights)
     return {t: w / total for t, w in zip(tasks, weights)}
-
-
-def boost_shares(shares: Mapping[str, float], target: str, share: float) -> dict[str, float]:
-    """Set ``target`` to ``share``; the other tasks keep their ratios and fill the rest."""
-    if not 0.0 < share < 1.0:
-        raise SmolmixError(f"boost share must be in (0, 1), got {share}", "boost")
-    if target not in shares:
-        raise SmolmixError(f"boost target {target!r} is not in the mixture", "boost")
-    rest = sum(v for t, v in shares.items() if t != target)
-    return {t: share if t == target else v * (1.0 - share) / rest for t, v in shares.items()}
 
 
 def counts_from_shares(shares: Mapping[str, float], total: int) -> dict[str, int]:

@@ -1,0 +1,338 @@
+"""``smolmix mix``: recipe → sources → hygiene → shares → selection → mixture directory.
+
+The output directory loads with ``datasets.load_from_disk`` and has a ``manifest.json`` that says,
+per stage, task and source, what was available, what was asked for and what was built.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+
+from smolmix.errors import SmolmixError
+from smolmix.mix import strategies as st
+from smolmix.mix.hygiene import Decontaminator, exact_duplicates, near_duplicates
+from smolmix.mix.sample import Cursor, example_counts
+from smolmix.mix.sources import load_source, record_text
+from smolmix.recipe import (
+    Boost,
+    Floor,
+    MixLarge,
+    MixLong,
+    Natural,
+    Recipe,
+    Stage,
+    Temperature,
+    Uniform,
+    Weights,
+    load_recipe,
+)
+from smolmix.records import Record
+
+REMOVED_FILE = "removed.jsonl"
+
+
+@dataclass
+class Pool:
+    """All sources after hygiene: one table, its buckets and each bucket's row indices."""
+
+    table: pa.Table
+    buckets: dict[st.Bucket, list[int]]
+    tokens: list[int] | None
+    available: dict[str, dict[str, int]] = field(default_factory=dict)
+    removed: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
+    removed_rows: list[dict] = field(default_factory=list)
+
+
+def load_pool(recipe: Recipe) -> Pool:
+    """Load every source, drop duplicates and contaminated examples, group rows into buckets."""
+    tables = [load_source(spec, recipe.base_dir) for spec in recipe.sources]
+    table = pa.concat_tables(tables)
+    texts = record_text(table)
+    drop: dict[int, str] = {}
+    hygiene = recipe.hygiene
+    if hygiene.dedup == "exact":
+        drop.update((i, "duplicate") for i in exact_duplicates(texts))
+    elif hygiene.dedup == "near":
+        near = hygiene.near
+        found = near_duplicates(texts, threshold=near.threshold, num_perm=near.num_perm,
+                                ngram=near.ngram, seed=recipe.seed)
+        drop.update((i, "near_duplicate") for i in found)
+    if hygiene.decontaminate:
+        eval_texts = [t for spec in hygiene.decontaminate
+                      for t in record_text(load_source(spec, recipe.base_dir, eval_set=True))]
+        decon = Decontaminator(eval_texts, n=hygiene.ngram)
+        keep_idx = [i for i in range(len(texts)) if i not in drop]
+        hits = decon.contaminated([texts[i] for i in keep_idx])
+        drop.update((keep_idx[j], "contaminated") for j in hits)
+    sources = table.column("source").to_pylist()
+    tasks = table.column("task").to_pylist()
+    tags = table.column("tags").to_pylist()
+    pool = Pool(table=table, buckets={}, tokens=None)
+    rows_by_key: dict[tuple[str, str, str], list[int]] = {}
+    for i, key in enumerate(zip(sources, tasks, tags)):
+        pool.available.setdefault(key[0], {}).setdefault(key[1], 0)
+        pool.available[key[0]][key[1]] += 1
+        reason = drop.get(i)
+        if reason is not None:
+            per_task = pool.removed.setdefault(key[0], {}).setdefault(key[1], {})
+            per_task[reason] = per_task.get(reason, 0) + 1
+            if reason == "contaminated":
+                pool.removed_rows.append({"source": key[0], "task": key[1], "row": i,
+                                          "reason": reason, "text": texts[i]})
+            continue
+        rows_by_key.setdefault(key, []).append(i)
+    for (source, task, tag_json), rows in rows_by_key.items():
+        bucket = st.Bucket(source, task, tuple(sorted(json.loads(tag_json).items())), len(rows))
+        pool.buckets[bucket] = rows
+    if recipe.tokenizer_path() is not None:
+        pool.tokens = count_tokens(recipe.tokenizer_path(), table, texts)
+    return pool
+
+
+def count_tokens(tokenizer_path: Path, table: pa.Table, texts: Sequence[str]) -> list[int]:
+    """Tokens per example (prompt and completion) with the recipe's tokenizer."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
+    ids = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+    return [len(x) for x in ids]
+
+
+def stage_shares(stage: Stage, buckets: Sequence[st.Bucket]) -> dict[st.Bucket, float]:
+    """Apply the stage's strategy steps to its buckets."""
+    counts = st.task_counts(buckets)
+    where = f"stage {stage.name!r} strategy"
+    shares = st.temperature(counts, 1.0, where)
+    ratios: list[st.TagRatio] = []
+    for step in stage.strategy:
+        if isinstance(step, Natural):
+            shares = st.temperature(counts, 1.0, where)
+        elif isinstance(step, Uniform):
+            shares = st.temperature(counts, 0.0, where)
+        elif isinstance(step, Temperature):
+            shares = st.temperature(counts, step.alpha, where)
+        elif isinstance(step, Weights):
+            unknown = sorted(set(step.weights) - set(counts))
+            if unknown:
+                raise SmolmixError(f"weights name unknown task {unknown[0]!r}", where)
+            shares = st._normalise({t: step.weights.get(t, 0.0) for t in counts}, where)
+        elif isinstance(step, Boost):
+            shares = st.boost(shares, step.shares, where)
+        elif isinstance(step, Floor):
+            shares = st.floor(shares, step.share, where)
+        elif isinstance(step, MixLong):
+            ratios.append(st.TagRatio(*st.MIX_LONG, step.long, step.tasks, "mix_long"))
+        elif isinstance(step, MixLarge):
+            ratios.append(st.TagRatio(*st.MIX_LARGE, step.large, step.tasks, "mix_large"))
+        else:  # pragma: no cover - the recipe schema admits no other step
+            raise TypeError(step)
+    return st.split_tasks(buckets, shares, ratios)
+
+
+@dataclass
+class StagePlan:
+    """What one stage asks for and what it draws."""
+
+    name: str
+    shares: dict[st.Bucket, float]
+    rows: dict[st.Bucket, list[int]]
+
+
+def plan(recipe: Recipe, pool: Pool) -> list[StagePlan]:
+    """Draw every stage's rows; cursors persist across stages (fresh examples first)."""
+    cursors = {b: Cursor(b, rows, recipe.seed, recipe.max_repeats)
+               for b, rows in pool.buckets.items()}
+    plans = []
+    for stage in recipe.stages():
+        members = [b for b in pool.buckets if b.source in stage.sources]
+        if not members:
+            raise SmolmixError("no examples left in its sources", f"stage {stage.name!r}")
+        shares = stage_shares(stage, members)
+        if stage.budget.examples is not None:
+            counts = example_counts(shares, stage.budget.examples)
+            rows = {b: cursors[b].take(n) for b, n in counts.items()}
+        else:
+            assert pool.tokens is not None
+            rows = {b: cursors[b].take_tokens(s * stage.budget.tokens, pool.tokens)
+                    for b, s in shares.items()}
+        plans.append(StagePlan(stage.name, shares, rows))
+    return plans
+
+
+def assemble(recipe: Recipe, pool: Pool, plans: Sequence[StagePlan]) -> pa.Table:
+    """The output table: stages in order, each shuffled with the seed, labelled with its stage."""
+    parts = []
+    for number, sp in enumerate(plans):
+        rows = [r for b in sorted(sp.rows, key=_bucket_order) for r in sp.rows[b]]
+        random.Random(f"{recipe.seed}:order:{number}").shuffle(rows)
+        part = pool.table.take(pa.array(rows, type=pa.int64()))
+        parts.append(part.append_column("stage", pa.array([sp.name] * len(rows), pa.string())))
+    table = pa.concat_tables(parts)
+    return _tags_as_struct(table)
+
+
+def _bucket_order(b: st.Bucket) -> tuple:
+    return (b.source, b.task, b.tags)
+
+
+def _tags_as_struct(table: pa.Table) -> pa.Table:
+    """Turn the JSON ``tags`` column into a struct with one (nullable) field per tag key."""
+    values = [json.loads(t) for t in table.column("tags").to_pylist()]
+    keys = sorted({k for v in values for k in v})
+    if not keys:
+        return table.drop_columns(["tags"])
+    struct = pa.array([{k: v.get(k) for k in keys} for v in values],
+                      type=pa.struct([(k, pa.string()) for k in keys]))
+    return table.set_column(table.schema.get_field_index("tags"), "tags", struct)
+
+
+def _stats(plans: Sequence[StagePlan], pool: Pool, by: str) -> dict:
+    """Per stage and per ``by`` ("task" or "source"): requested/achieved share, counts, tokens."""
+    from collections import Counter
+
+    uses = Counter(r for sp in plans for rows in sp.rows.values() for r in rows)
+    result = {}
+    for sp in plans:
+        total = sum(len(rows) for rows in sp.rows.values())
+        total_tokens = (sum(pool.tokens[r] for rows in sp.rows.values() for r in rows)
+                        if pool.tokens else None)
+        groups: dict[str, dict] = {}
+        for b, rows in sp.rows.items():
+            name = getattr(b, by)
+            g = groups.setdefault(name, {"requested_share": 0.0, "selected": 0,
+                                         "unique": set(), "tokens": 0})
+            g["requested_share"] += sp.shares[b]
+            g["selected"] += len(rows)
+            g["unique"].update(rows)
+            if pool.tokens:
+                g["tokens"] += sum(pool.tokens[r] for r in rows)
+        for g in groups.values():
+            unique = g.pop("unique")
+            g["repetitions"] = max((uses[r] for r in unique), default=0)
+            g["requested_share"] = round(g["requested_share"], 6)
+            g["achieved_share"] = round(
+                (g["tokens"] / total_tokens) if total_tokens else (g["selected"] / total if total
+                                                                   else 0.0), 6)
+            if not pool.tokens:
+                g.pop("tokens")
+        result[sp.name] = dict(sorted(groups.items()))
+    return result
+
+
+def _hygiene_stats(pool: Pool, by: str) -> dict:
+    out: dict[str, dict] = {}
+    for source, per_task in pool.available.items():
+        for task, available in per_task.items():
+            name = source if by == "source" else task
+            entry = out.setdefault(name, {"available": 0, "duplicate": 0, "near_duplicate": 0,
+                                          "contaminated": 0})
+            entry["available"] += available
+            for reason, n in pool.removed.get(source, {}).get(task, {}).items():
+                entry[reason] += n
+    return dict(sorted(out.items()))
+
+
+def summarize(recipe: Recipe, pool: Pool, plans: Sequence[StagePlan]) -> dict:
+    """The manifest's description of the mixture."""
+    return {
+        "recipe": str(recipe.path),
+        "recipe_hash": recipe.hash(),
+        "seed": recipe.seed,
+        "max_repeats": recipe.max_repeats,
+        "stages": [{"name": sp.name,
+                    "examples": sum(len(r) for r in sp.rows.values())} for sp in plans],
+        "hygiene": {"by_task": _hygiene_stats(pool, "task"),
+                    "by_source": _hygiene_stats(pool, "source")},
+        "by_task": _stats(plans, pool, "task"),
+        "by_source": _stats(plans, pool, "source"),
+    }
+
+
+def plan_table(summary: dict) -> str:
+    """The plan as a plain-text table (``--dry-run`` and the end of a build)."""
+    lines = []
+    hyg = summary["hygiene"]["by_task"]
+    header = (f"{'stage':<10} {'task':<22} {'available':>9} {'removed':>7} {'requested':>9} "
+              f"{'selected':>8} {'achieved':>8} {'reps':>4}")
+    lines.append(header)
+    lines.append("-" * len(header))
+    for stage, tasks in summary["by_task"].items():
+        for task, g in tasks.items():
+            h = hyg.get(task, {})
+            removed = h.get("duplicate", 0) + h.get("near_duplicate", 0) + h.get("contaminated", 0)
+            lines.append(f"{stage:<10} {task:<22} {h.get('available', 0):>9} {removed:>7} "
+                         f"{g['requested_share']:>9.2%} {g['selected']:>8} "
+                         f"{g['achieved_share']:>8.2%} {g['repetitions']:>4}")
+    return "\n".join(lines)
+
+
+def mixture_records(recipe_path: Path) -> list[Record]:
+    """The mixture of a prompt/completion recipe, built in memory, as records in mixture order."""
+    recipe = load_recipe(Path(recipe_path))
+    pool = load_pool(recipe)
+    table = assemble(recipe, pool, plan(recipe, pool))
+    cols = table.select(["task", "prompt", "completion"]).to_pydict()
+    return [Record(task=t, prompt=p, completion=c)
+            for t, p, c in zip(cols["task"], cols["prompt"], cols["completion"])]
+
+
+def build_mixture(recipe_path: Path, out: Path | None, quiet: bool = False,
+                  dry_run: bool = False, export: Sequence[str] | None = None) -> dict:
+    """Build the mixture a recipe describes into ``out`` (atomically); return the summary.
+
+    With ``dry_run`` nothing is written and ``out`` may be None.
+    """
+    from datasets import Dataset
+
+    from smolmix.rundir import atomic_output, check_output_dir, write_manifest
+
+    if not dry_run:
+        if out is None:
+            raise SmolmixError("an output directory is required", "--out")
+        check_output_dir(Path(out))
+    say = (lambda msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    recipe = load_recipe(Path(recipe_path))
+    say(f"loading {len(recipe.sources)} sources and applying hygiene")
+    pool = load_pool(recipe)
+    plans = plan(recipe, pool)
+    summary = summarize(recipe, pool, plans)
+    if dry_run:
+        return summary
+    say(f"writing {sum(s['examples'] for s in summary['stages'])} examples to {out}")
+    table = assemble(recipe, pool, plans)
+    formats = list(export if export is not None else recipe.export)
+    with atomic_output(Path(out)) as work, _progress_bars(not quiet):
+        Dataset(table, fingerprint=recipe.hash()[:16]).save_to_disk(str(work))
+        if "jsonl" in formats:
+            Dataset(table).to_json(str(work / "mixture.jsonl"), lines=True, force_ascii=False)
+        if "parquet" in formats:
+            import pyarrow.parquet as pq
+
+            pq.write_table(table, work / "mixture.parquet")
+        with open(work / REMOVED_FILE, "w", encoding="utf-8") as fh:
+            for row in pool.removed_rows:
+                fh.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
+        write_manifest(work, "mixture", {"recipe": str(recipe_path)}, seed=recipe.seed,
+                       extra=summary)
+    return summary
+
+
+@contextmanager
+def _progress_bars(show: bool) -> Iterator[None]:
+    """Show or hide the datasets library's progress bars for the duration of a block."""
+    import datasets
+
+    was = datasets.is_progress_bar_enabled()
+    (datasets.enable_progress_bars if show else datasets.disable_progress_bars)()
+    try:
+        yield
+    finally:
+        (datasets.enable_progress_bars if was else datasets.disable_progress_bars)()
