@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TypeVar
+
+T = TypeVar("T")
+
 
 class SmolmixError(Exception):
     """A user error: the CLI prints ``error: <what> (<where>)`` and exits 2."""
@@ -10,3 +15,12 @@ class SmolmixError(Exception):
         self.what = what
         self.where = where
         super().__init__(f"{what} ({where})" if where else what)
+
+
+def lookup(registry: Mapping[str, T], name: str, kind: str, where: str) -> T:
+    """``registry[name]``; an unknown name is a user error that lists the known ones."""
+    try:
+        return registry[name]
+    except KeyError:
+        known = ", ".join(registry)
+        raise SmolmixError(f"unknown {kind} {name!r}; known: {known}", where) from None

@@ -23,7 +23,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from smolmix.errors import SmolmixError
+from smolmix.errors import SmolmixError, lookup
 
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
 SPECIAL_TOKENS = [PAD, BOS, EOS, UNK]
@@ -71,11 +71,7 @@ LADDER: dict[str, LadderSize] = {
 
 def get_size(name: str) -> LadderSize:
     """The ladder size called ``name``; an unknown name is a user error listing the known ones."""
-    try:
-        return LADDER[name]
-    except KeyError:
-        known = ", ".join(LADDER)
-        raise SmolmixError(f"unknown size {name!r}; known: {known}", "--sizes") from None
+    return lookup(LADDER, name, "size", "--sizes")
 
 
 def build_tokenizer(symbols: list[str]) -> PreTrainedTokenizerFast:

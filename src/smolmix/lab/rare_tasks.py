@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from smolmix.errors import SmolmixError
+from smolmix.errors import SmolmixError, lookup
 from smolmix.lab.runner import available_cores, run_cells
 from smolmix.lab.tasks import TrainStream, get_task, make_eval_set, vocabulary
 from smolmix.mix.shares import zipf_shares
@@ -94,11 +94,8 @@ PRESETS: dict[str, Preset] = {
 
 
 def get_preset(name: str) -> Preset:
-    try:
-        return PRESETS[name]
-    except KeyError:
-        raise SmolmixError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}",
-                           "--preset") from None
+    """The preset called ``name``; an unknown name is a user error listing the known ones."""
+    return lookup(PRESETS, name, "preset", "--preset")
 
 
 def customize(preset: Preset, sizes: list[str] | None = None, seeds: list[int] | None = None,

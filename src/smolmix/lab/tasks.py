@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import accumulate
 
-from smolmix.errors import SmolmixError
+from smolmix.errors import SmolmixError, lookup
 from smolmix.records import Record
 
 DIGITS = [str(d) for d in range(10)]
@@ -121,11 +121,7 @@ TASKS: dict[str, Task] = {
 
 def get_task(name: str) -> Task:
     """The task called ``name``; an unknown name is a user error listing the known ones."""
-    try:
-        return TASKS[name]
-    except KeyError:
-        known = ", ".join(TASKS)
-        raise SmolmixError(f"unknown task {name!r}; known: {known}", "task") from None
+    return lookup(TASKS, name, "task", "task")
 
 
 def vocabulary() -> list[str]:

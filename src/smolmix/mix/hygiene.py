@@ -8,9 +8,8 @@ into the input, ascending.
 
 from __future__ import annotations
 
-import hashlib
 import unicodedata
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -28,24 +27,24 @@ def normalise(text: str) -> str:
     return " ".join(unicodedata.normalize("NFKC", text).lower().split())
 
 
-def _digest(text: str) -> bytes:
-    return hashlib.blake2b(normalise(text).encode("utf-8", "surrogatepass"),
-                           digest_size=16).digest()
-
-
 def exact_duplicates(texts: Sequence[str]) -> list[int]:
     """Indices of texts whose normalised form occurred earlier (the first occurrence is kept).
 
-    Holds one 128-bit BLAKE2b digest per distinct text, not the texts themselves.
+    Holds one hash and one index per distinct text, not the texts: a text whose hash was
+    seen is compared with the earlier texts of that hash, so collisions cannot drop it.
     """
-    seen: set[bytes] = set()
+    first: dict[int, int | list[int]] = {}  # hash -> index of its first text (a list if several)
     dups = []
     for i, text in enumerate(texts):
-        key = _digest(text)
-        if key in seen:
+        key = normalise(text)
+        seen = first.setdefault(hash(key), i)
+        if seen == i:
+            continue
+        earlier = seen if isinstance(seen, list) else [seen]
+        if any(normalise(texts[j]) == key for j in earlier):
             dups.append(i)
-        else:
-            seen.add(key)
+        else:  # a hash collision between different texts: remember both
+            first[hash(key)] = [*earlier, i]
     return dups
 
 
@@ -81,13 +80,53 @@ def near_duplicates(texts: Sequence[str], threshold: float = 0.85, num_perm: int
     return dups
 
 
+def _split_words(texts: Sequence[str]) -> tuple[pa.Array, np.ndarray]:
+    """The words of every normalised text (one flat binary array) and the count per text.
+
+    ASCII texts are lowercased and split by Arrow kernels, which agree with :func:`normalise`
+    except on the separators 0x1c-0x1f: texts with those, and non-ASCII texts, go through
+    :func:`normalise` first (a normalised text splits the same either way).
+    """
+    prep = [t if t.isascii() else normalise(t) for t in texts]
+    try:
+        array = pa.array(prep, type=pa.large_string())
+    except (UnicodeEncodeError, pa.ArrowException):  # lone surrogates: all in Python
+        encoded = [normalise(t).encode("utf-8", "surrogatepass") for t in texts]
+        return _flat_words(pc.split_pattern(pa.array(encoded, type=pa.large_binary()), b" "))
+    if array.buffers()[2] is not None:
+        data = np.frombuffer(array.buffers()[2], dtype=np.uint8)
+        odd = np.flatnonzero(data - np.uint8(0x1C) <= 3)
+        if len(odd):
+            offsets = np.frombuffer(array.buffers()[1], dtype=np.int64)
+            for i in set(np.searchsorted(offsets, odd, side="right").tolist()):
+                prep[i - 1] = normalise(texts[i - 1])
+            array = pa.array(prep, type=pa.large_string())
+    words = pc.ascii_split_whitespace(pc.ascii_trim_whitespace(pc.ascii_lower(array)))
+    return _flat_words(words.cast(pa.list_(pa.large_binary())))
+
+
+def _flat_words(words: pa.ListArray) -> tuple[pa.Array, np.ndarray]:
+    """Flattened words and words per text, without the one "" an empty text splits into."""
+    offsets = words.offsets.to_numpy()
+    lengths = np.diff(offsets)
+    flat = words.flatten()
+    lone = np.flatnonzero(lengths == 1)
+    empty = lone[np.asarray(pc.binary_length(flat.take(offsets[lone]))) == 0]
+    if len(empty):
+        keep = np.ones(len(flat), dtype=bool)
+        keep[offsets[empty]] = False
+        flat = flat.filter(pa.array(keep))
+        lengths[empty] = 0
+    return flat, lengths
+
+
 # Window hashes: every vocabulary word gets a random 64-bit value v, and the word window
 # w_0..w_{L-1} hashes to sum_j v(w_j) * B**j mod 2**64. With prefix sums S of v(w_k) * B**k,
 # the window starting at k is (S[k+L] - S[k]) * B**-k (B is odd, so invertible mod 2**64):
 # a handful of vectorised operations per word whatever the window length.
 _BASE = 0x9E3779B97F4A7C15  # odd
 _VALUE_SEED = 0x5EED
-_MAX_TABLE_BITS = 26
+_MAX_FILTER_BITS = 30
 
 
 class Decontaminator:
@@ -99,8 +138,9 @@ class Decontaminator:
     in it as a contiguous run of words (so a training text shorter than ``n`` words can only
     be caught by a short eval text).
 
-    Exact: windows are matched by 64-bit hash through a bit-table prefilter and a sorted
-    array, and every hash hit is confirmed by comparing the words themselves.
+    Exact: every window of a text is hashed (vectorised, in batches of ``batch_size`` texts),
+    passed through a bit filter of the eval hashes (about 1.5 % false passes) and a sorted
+    array of them, and a hash hit counts only once the words themselves are found equal.
     """
 
     def __init__(self, eval_texts: Iterable[str], n: int = 13, batch_size: int = 8192) -> None:
@@ -108,27 +148,27 @@ class Decontaminator:
             raise ValueError(f"n must be at least 1, got {n}")
         self.n = n
         self.batch_size = batch_size
-        vocab: dict[bytes, int] = {}
-        ids: list[int] = []
-        lengths: list[int] = []
-        for text in eval_texts:
-            words = normalise(text).encode("utf-8", "surrogatepass").split()
-            ids.extend(vocab.setdefault(w, len(vocab)) for w in words)
-            lengths.append(len(words))
-        self._vocab = pa.array(list(vocab), type=pa.large_binary())
-        self._missing = len(vocab)  # id of every word the eval texts lack
+        words, lengths = _split_words(list(eval_texts))
+        self._vocab = pc.unique(words)
+        self._missing = len(self._vocab)  # the id of every word the eval texts lack
         rng = np.random.default_rng(_VALUE_SEED)
-        self._values = rng.integers(0, 2**64 - 1, size=len(vocab) + 1, dtype=np.uint64,
+        self._values = rng.integers(0, 2**64 - 1, size=len(self._vocab) + 1, dtype=np.uint64,
                                     endpoint=True)
         self._pow = np.ones(1, dtype=np.uint64)
         self._inv = np.ones(1, dtype=np.uint64)
-        self._eval_ids = np.asarray(ids, dtype=np.int64)
-        self._grams = self._index_eval(np.asarray(lengths, dtype=np.int64))
-        total = sum(len(h) for h, _ in self._grams.values())
-        self._table_bits = min(_MAX_TABLE_BITS, max(16, (32 * max(total, 1)).bit_length()))
-        self._table = np.zeros(1 << self._table_bits, dtype=bool)
+        self._eval_ids = self._ids(words)
+        self._grams = self._index_eval(lengths)
+        count = sum(len(hashes) for hashes, _ in self._grams.values())
+        self._bits = min(_MAX_FILTER_BITS, max(16, (64 * count).bit_length()))
+        self._filter = np.zeros(1 << (self._bits - 3), dtype=np.uint8)
         for hashes, _ in self._grams.values():
-            self._table[hashes >> np.uint64(64 - self._table_bits)] = True
+            slot = hashes >> np.uint64(64 - self._bits)
+            np.bitwise_or.at(self._filter, slot >> np.uint64(3),
+                             np.left_shift(1, slot & np.uint64(7)).astype(np.uint8))
+
+    def _ids(self, words: pa.Array) -> np.ndarray:
+        ids = pc.index_in(words, value_set=self._vocab).fill_null(self._missing)
+        return ids.to_numpy().astype(np.int64)
 
     def _index_eval(self, lengths: np.ndarray) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         """Gram length -> (sorted window hashes, start of each window in ``_eval_ids``)."""
@@ -168,61 +208,52 @@ class Decontaminator:
 
     def _windows(self, prefix: np.ndarray, owner: np.ndarray,
                  size: int) -> tuple[np.ndarray, np.ndarray]:
-        """Hashes and starts of all ``size``-word windows that lie inside one text."""
+        """Hashes of all ``size``-word windows, and whether each lies inside one text."""
         count = len(owner) - size + 1
         if count <= 0:
-            empty = np.zeros(0, dtype=np.int64)
-            return empty.astype(np.uint64), empty
+            return np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=bool)
         _, inverse = self._powers(len(prefix))
         hashes = (prefix[size:] - prefix[:count]) * inverse[:count]
         inside = owner[:count] == owner[size - 1:]
         return hashes, inside
 
+    def _maybe(self, hashes: np.ndarray) -> np.ndarray:
+        """False where a hash is surely not an eval gram's (the bit filter)."""
+        slot = hashes >> np.uint64(64 - self._bits)
+        byte = self._filter[slot >> np.uint64(3)]
+        return (byte >> (slot & np.uint64(7))) & np.uint64(1) != 0
+
     def contaminated(self, texts: Sequence[str]) -> list[int]:
         """Indices of ``texts`` that contain at least one eval gram."""
         found: list[int] = []
+        if not self._grams:
+            return found
         for begin in range(0, len(texts), self.batch_size):
             batch = texts[begin:begin + self.batch_size]
             found.extend(begin + i for i in self._contaminated_batch(batch))
         return found
 
-    def _word_ids(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Eval-vocabulary ids of the words of each normalised text, and words per text."""
-        normalised = [normalise(t) for t in texts]
-        try:
-            array = pa.array(normalised, type=pa.large_string()).cast(pa.large_binary())
-        except (UnicodeEncodeError, pa.ArrowException):  # lone surrogates
-            array = pa.array([t.encode("utf-8", "surrogatepass") for t in normalised],
-                             type=pa.large_binary())
-        words = pc.split_pattern(array, b" ")  # "" -> [""], a word no eval gram has
-        ids = pc.index_in(words.flatten(), value_set=self._vocab).fill_null(self._missing)
-        lengths = np.diff(words.offsets.to_numpy())
-        return ids.to_numpy().astype(np.int64), lengths
-
-    def _contaminated_batch(self, texts: Sequence[str]) -> Iterator[int]:
-        if not self._grams or not texts:
-            return iter(())
-        ids, lengths = self._word_ids(texts)
+    def _contaminated_batch(self, texts: Sequence[str]) -> list[int]:
+        words, lengths = _split_words(texts)
+        ids = self._ids(words)
         owner = np.repeat(np.arange(len(texts)), lengths)
         prefix = self._prefix(ids)
-        shift = np.uint64(64 - self._table_bits)
         hits: dict[int, list[tuple[int, int]]] = {}
-        for size in self._grams:
+        for size, (sorted_hashes, _) in self._grams.items():
             hashes, inside = self._windows(prefix, owner, size)
-            starts = np.flatnonzero(inside & self._table[hashes >> shift])
-            sorted_hashes, _ = self._grams[size]
+            starts = np.flatnonzero(self._maybe(hashes) & inside)
             slot = np.searchsorted(sorted_hashes, hashes[starts])
             slot[slot == len(sorted_hashes)] = 0
-            for start in starts[sorted_hashes[slot] == hashes[starts]]:
-                hits.setdefault(int(owner[start]), []).append((int(start), size))
-        return iter(sorted(t for t, spots in hits.items()
-                           if any(self._confirmed(ids, prefix, s, k) for s, k in spots)))
+            for start in starts[sorted_hashes[slot] == hashes[starts]].tolist():
+                hits.setdefault(int(owner[start]), []).append((start, size))
+        return sorted(t for t, spots in hits.items()
+                      if any(self._confirmed(ids, prefix, s, k) for s, k in spots))
 
     def _confirmed(self, ids: np.ndarray, prefix: np.ndarray, start: int, size: int) -> bool:
         """Whether the window's words equal those of an eval gram with the same hash."""
         sorted_hashes, firsts = self._grams[size]
         key = self._hash_at(prefix, np.array([start]), size)
-        lo, hi = np.searchsorted(sorted_hashes, key[0], side="left"), \
-            np.searchsorted(sorted_hashes, key[0], side="right")
+        lo, hi = np.searchsorted(sorted_hashes, key[0], "left"), \
+            np.searchsorted(sorted_hashes, key[0], "right")
         window = ids[start:start + size]
         return any(np.array_equal(window, self._eval_ids[f:f + size]) for f in firsts[lo:hi])
