@@ -1,13 +1,16 @@
 import random
 
+import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from smolmix.mix import hygiene
 from smolmix.mix.hygiene import (
     Decontaminator,
     exact_duplicates,
     near_duplicates,
     normalise,
+    scan,
 )
 
 
@@ -50,6 +53,13 @@ def test_exact_duplicates_match_brute_force(texts):
             expected.append(i)
         seen.add(key)
     assert exact_duplicates(texts) == expected
+    colliding = np.zeros(len(texts), dtype=np.uint64)  # every key equal: verification decides
+    assert hygiene._verified_duplicates(texts, colliding) == expected
+
+
+def test_exact_duplicates_survive_hash_collisions(monkeypatch):
+    monkeypatch.setattr(hygiene, "hash", lambda text: 0, raising=False)
+    assert exact_duplicates(["a", "b", "A", "c", "B ", "b"]) == [2, 4, 5]
 
 
 def _sentence(rng, words=40):
@@ -86,17 +96,29 @@ def test_decontamination_small_batches_and_odd_unicode():
     assert dec.contaminated(texts) == [0, 3] == brute_contaminated(texts, eval_texts, 3)
 
 
+SEPARATORS = [" ", " ", "  ", "\t", "\r\n", "\x1c", "\u00a0", "\x85", "\u3000"]
+
+
+@st.composite
+def _joined(draw, words):
+    """Words joined by assorted whitespace (ASCII and not), sometimes padded."""
+    seps = draw(st.lists(st.sampled_from(SEPARATORS), min_size=len(words) + 1,
+                         max_size=len(words) + 1))
+    text = "".join(s + w for s, w in zip(seps, words))
+    return text + seps[-1] if draw(st.booleans()) else text
+
+
 @st.composite
 def planted(draw):
     """Random texts over a tiny vocabulary with eval runs planted into some of them."""
     n = draw(st.integers(1, 6))
     vocab = ["a", "B", "c", "d", "é", "ﬀ"]
     words = st.lists(st.sampled_from(vocab), max_size=14)
-    evals = [" ".join(w) for w in draw(st.lists(words, max_size=5))]
-    texts = [" ".join(w) for w in draw(st.lists(words, max_size=12))]
+    evals = [draw(_joined(w)) for w in draw(st.lists(words, max_size=5))]
+    texts = [draw(_joined(w)) for w in draw(st.lists(words, max_size=12))]
     for i in draw(st.lists(st.integers(0, max(len(texts) - 1, 0)), max_size=4)):
         if texts and evals:
-            source = draw(st.sampled_from(evals)).split()
+            source = normalise(draw(st.sampled_from(evals))).split()
             start = draw(st.integers(0, max(len(source) - n, 0)))
             texts[i] = texts[i] + "\n " + " ".join(source[start:start + n]).upper()
     return texts, evals, n
@@ -108,6 +130,8 @@ def test_decontamination_matches_brute_force(case, batch_size):
     texts, evals, n = case
     dec = Decontaminator(evals, n=n, batch_size=batch_size)
     assert dec.contaminated(texts) == brute_contaminated(texts, evals, n)
+    assert scan(texts + texts[::-1], dec) == (exact_duplicates(texts + texts[::-1]),
+                                              dec.contaminated(texts + texts[::-1]))
 
 
 def test_decontamination_on_realistic_random_texts():
@@ -120,4 +144,25 @@ def test_decontamination_on_realistic_random_texts():
         texts[i] += " " + " ".join(source[start:start + 13])
     expected = brute_contaminated(texts, evals, 13)
     assert len(expected) >= 50
-    assert Decontaminator(evals, n=13, batch_size=300).contaminated(texts) == expected
+    dec = Decontaminator(evals, n=13, batch_size=300)
+    assert dec.contaminated(texts) == expected
+    texts += [t.upper() for t in texts[::7]]
+    assert scan(texts, dec) == (exact_duplicates(texts), dec.contaminated(texts))
+    assert scan(texts) == (exact_duplicates(texts), [])
+
+
+def test_arrow_backed_texts_give_the_same_answers_as_lists():
+    import random
+
+    import pyarrow as pa
+
+    from smolmix.mix.hygiene import ArrowTexts, Decontaminator, scan
+
+    rng = random.Random(3)
+    words = [f"w{i}" for i in range(40)]
+    texts = [" ".join(rng.choice(words) for _ in range(rng.randint(3, 30))) for _ in range(500)]
+    texts += [t.upper() for t in texts[:40]]  # duplicates by case
+    evals = [" ".join(texts[i].split()[:13]) for i in range(0, 500, 50)]
+    dec = Decontaminator(evals, n=13, batch_size=37)  # many slices, most at an offset
+    assert scan(ArrowTexts(pa.array(texts)), dec) == scan(texts, dec)
+    assert list(ArrowTexts(pa.array(texts))) == texts

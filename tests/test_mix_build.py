@@ -55,9 +55,10 @@ def test_mix_long_example_hits_the_ratio_and_decontaminates(examples, tmp_path):
     assert manifest["hygiene"]["by_source"]["math_short"]["contaminated"] == 10
     removed = (out / "removed.jsonl").read_text().splitlines()
     assert len(removed) == 10 and all(json.loads(r)["reason"] == "contaminated" for r in removed)
-    eval_prompts = {json.loads(line)["question"]
-                    for line in (examples / "data/arithmetic_eval.jsonl").read_text().splitlines()}
-    assert not eval_prompts & set(ds["prompt"])
+    leaked = [json.loads(line) for line in
+              (examples / "data/math_short.jsonl").read_text().splitlines()[:10]]
+    built = set(zip(ds["prompt"], ds["completion"]))
+    assert not {(r["question"], r["solution"]) for r in leaked} & built
 
 
 def test_two_stage_example_keeps_stage_order(examples, tmp_path):

@@ -3,7 +3,8 @@
 Three kinds of grid cell, each one training run through :func:`smolmix.train.train`:
 
 - ``natural``: every size on the natural (Zipf) mixture with the same token budget;
-- ``isolation``: every size on the rare tasks alone (equal shares), the expressibility control;
+- ``isolation``: every size on each rare task alone (a fraction of the steps), the
+  expressibility control: can this size learn the task at all?
 - ``boost``: the smallest sizes with the boost target's share raised to each value of a sweep,
   everything else rescaled (the rare-task fix).
 """
@@ -50,7 +51,7 @@ class Preset:
     zipf_exponent: float = 2.0
     rare_count: int = 3
     frequent_count: int = 3
-    isolation_steps_fraction: float = 0.5
+    isolation_steps_fraction: float = 0.25
     boost_count: int = 2
     boost_shares: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3)
     batch_size: int = 32
@@ -134,22 +135,24 @@ class Cell:
     steps: int
     shares: dict[str, float] = field(hash=False)
     boost_share: float | None = None
+    focus: str | None = None
 
     @property
     def id(self) -> str:
         share = "" if self.boost_share is None else f"-{self.boost_share:g}"
-        return f"{self.kind}{share}-{self.size}-s{self.seed}"
+        focus = "" if self.focus is None else f"-{self.focus}"
+        return f"{self.kind}{share}{focus}-{self.size}-s{self.seed}"
 
 
 def plan_cells(preset: Preset) -> list[Cell]:
     """Every cell of the study, in a fixed order."""
     natural = preset.natural_shares()
-    isolation = {t: 1.0 / len(preset.rare_tasks) for t in preset.rare_tasks}
     cells = []
     for seed in preset.seeds:
         for size in preset.sizes:
             cells.append(Cell("natural", size, seed, preset.steps, natural))
-            cells.append(Cell("isolation", size, seed, preset.isolation_steps, isolation))
+            cells.extend(Cell("isolation", size, seed, preset.isolation_steps, {task: 1.0},
+                              focus=task) for task in preset.rare_tasks)
         for size in preset.boost_sizes:
             for share in preset.boost_shares:
                 shares = boost(natural, {preset.boost_target: share})
@@ -231,7 +234,8 @@ def run_cell(job: tuple[Preset, Cell, Path]) -> dict:
              for r in curves if r["step"] == final_step}
     return {
         "id": cell.id, "kind": cell.kind, "size": cell.size, "seed": cell.seed,
-        "boost_share": cell.boost_share, "shares": cell.shares, "steps": cell.steps,
+        "boost_share": cell.boost_share, "focus": cell.focus, "shares": cell.shares,
+        "steps": cell.steps,
         "final": final, "curves": by_task,
         "train_seconds": round(time.perf_counter() - start, 2),
     }
@@ -247,8 +251,15 @@ def summarize(preset: Preset, cells: list[dict], params: dict[str, int]) -> dict
     """The ``summary`` object of results.json, computed from the cells' final scores."""
 
     def group_acc(kind: str, size: str, tasks: tuple[str, ...]) -> tuple[float, float]:
-        per_seed = [statistics.fmean(c["final"][t]["exact_match"] for t in tasks)
-                    for c in cells if c["kind"] == kind and c["size"] == size]
+        """Mean over ``tasks`` (each scored by the cell that trained on it), mean ± std over
+        seeds."""
+        per_seed = []
+        for seed in preset.seeds:
+            mine = [c for c in cells
+                    if c["kind"] == kind and c["size"] == size and c["seed"] == seed]
+            per_seed.append(statistics.fmean(
+                next(c for c in mine if c["shares"].get(t, 0) > 0)["final"][t]["exact_match"]
+                for t in tasks))
         return _mean_std(per_seed)
 
     def by_size(kind: str, tasks: tuple[str, ...]) -> tuple[list[float], list[float]]:

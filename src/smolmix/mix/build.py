@@ -7,20 +7,21 @@ per stage, task and source, what was available, what was asked for and what was 
 from __future__ import annotations
 
 import json
-import random
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from smolmix.errors import SmolmixError
 from smolmix.mix import strategies as st
-from smolmix.mix.hygiene import Decontaminator, exact_duplicates, near_duplicates
-from smolmix.mix.sample import Cursor, example_counts
-from smolmix.mix.sources import load_source, record_text
+from smolmix.mix.hygiene import ArrowTexts, Decontaminator, near_duplicates, scan
+from smolmix.mix.sample import Cursor, example_counts, seeded_rng
+from smolmix.mix.sources import load_source, record_text, record_text_array
 from smolmix.recipe import (
     Boost,
     Floor,
@@ -44,66 +45,92 @@ class Pool:
     """All sources after hygiene: one table, its buckets and each bucket's row indices."""
 
     table: pa.Table
-    buckets: dict[st.Bucket, list[int]]
-    tokens: list[int] | None
+    buckets: dict[st.Bucket, np.ndarray]
+    tokens: np.ndarray | None
     available: dict[str, dict[str, int]] = field(default_factory=dict)
     removed: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
     removed_rows: list[dict] = field(default_factory=list)
 
 
-def load_pool(recipe: Recipe) -> Pool:
-    """Load every source, drop duplicates and contaminated examples, group rows into buckets."""
-    tables = [load_source(spec, recipe.base_dir) for spec in recipe.sources]
-    table = pa.concat_tables(tables)
-    texts = record_text(table)
-    drop: dict[int, str] = {}
+REASONS = ("duplicate", "near_duplicate", "contaminated")
+
+
+def hygiene_drops(recipe: Recipe, texts: Sequence[str]) -> np.ndarray:
+    """Per row, 0 to keep it or 1 + the index in ``REASONS`` of why it is removed."""
     hygiene = recipe.hygiene
-    if hygiene.dedup == "exact":
-        drop.update((i, "duplicate") for i in exact_duplicates(texts))
-    elif hygiene.dedup == "near":
-        near = hygiene.near
-        found = near_duplicates(texts, threshold=near.threshold, num_perm=near.num_perm,
-                                ngram=near.ngram, seed=recipe.seed)
-        drop.update((i, "near_duplicate") for i in found)
+    decon = None
     if hygiene.decontaminate:
         eval_texts = [t for spec in hygiene.decontaminate
                       for t in record_text(load_source(spec, recipe.base_dir, eval_set=True))]
         decon = Decontaminator(eval_texts, n=hygiene.ngram)
-        keep_idx = [i for i in range(len(texts)) if i not in drop]
-        hits = decon.contaminated([texts[i] for i in keep_idx])
-        drop.update((keep_idx[j], "contaminated") for j in hits)
-    sources = table.column("source").to_pylist()
-    tasks = table.column("task").to_pylist()
-    tags = table.column("tags").to_pylist()
-    pool = Pool(table=table, buckets={}, tokens=None)
-    rows_by_key: dict[tuple[str, str, str], list[int]] = {}
-    for i, key in enumerate(zip(sources, tasks, tags)):
-        pool.available.setdefault(key[0], {}).setdefault(key[1], 0)
-        pool.available[key[0]][key[1]] += 1
-        reason = drop.get(i)
-        if reason is not None:
-            per_task = pool.removed.setdefault(key[0], {}).setdefault(key[1], {})
-            per_task[reason] = per_task.get(reason, 0) + 1
-            if reason == "contaminated":
-                pool.removed_rows.append({"source": key[0], "task": key[1], "row": i,
-                                          "reason": reason, "text": texts[i]})
-            continue
-        rows_by_key.setdefault(key, []).append(i)
-    for (source, task, tag_json), rows in rows_by_key.items():
-        bucket = st.Bucket(source, task, tuple(sorted(json.loads(tag_json).items())), len(rows))
-        pool.buckets[bucket] = rows
+    drop = np.zeros(len(texts), dtype=np.int8)
+    contaminated: list[int] = []
+    if hygiene.dedup == "exact":
+        duplicates, contaminated = scan(texts, decon)
+        drop[duplicates] = 1 + REASONS.index("duplicate")
+    else:
+        if hygiene.dedup == "near":
+            near = hygiene.near
+            found = near_duplicates(texts, threshold=near.threshold, num_perm=near.num_perm,
+                                    ngram=near.ngram, seed=recipe.seed)
+            drop[found] = 1 + REASONS.index("near_duplicate")
+        if decon is not None:
+            contaminated = decon.contaminated(texts)
+    hits = np.asarray(contaminated, dtype=np.int64)
+    drop[hits[drop[hits] == 0]] = 1 + REASONS.index("contaminated")
+    return drop
+
+
+def load_pool(recipe: Recipe) -> Pool:
+    """Load every source, drop duplicates and contaminated examples, group rows into buckets."""
+    table = pa.concat_tables([load_source(spec, recipe.base_dir) for spec in recipe.sources])
+    texts = ArrowTexts(record_text_array(table))
+    drop = hygiene_drops(recipe, texts)
+    tokens = None
     if recipe.tokenizer_path() is not None:
-        pool.tokens = count_tokens(recipe.tokenizer_path(), table, texts)
+        tokens = count_tokens(recipe.tokenizer_path(), texts)
+    removed_rows = [{"source": table["source"][int(i)].as_py(),
+                     "task": table["task"][int(i)].as_py(), "row": int(i),
+                     "reason": "contaminated", "text": texts[i]}
+                    for i in np.flatnonzero(drop == 1 + REASONS.index("contaminated"))]
+    del texts
+    pool = Pool(table=table, buckets={}, tokens=tokens, removed_rows=removed_rows)
+    # One code per (source, task, tags) combination; rows grouped by code with numpy.
+    key = pc.binary_join_element_wise(table["source"], table["task"], table["tags"], "\x00")
+    encoded = pc.dictionary_encode(key).combine_chunks()
+    codes = encoded.indices.to_numpy(zero_copy_only=False)
+    parts = [k.split("\x00") for k in encoded.dictionary.to_pylist()]
+    available = np.bincount(codes, minlength=len(parts))
+    removed = {reason: np.bincount(codes[drop == r], minlength=len(parts))
+               for r, reason in enumerate(REASONS, start=1)}
+    for code, (source, task, _) in enumerate(parts):
+        per_task = pool.available.setdefault(source, {})
+        per_task[task] = per_task.get(task, 0) + int(available[code])
+        for reason, counts in removed.items():
+            if counts[code]:
+                entry = pool.removed.setdefault(source, {}).setdefault(task, {})
+                entry[reason] = entry.get(reason, 0) + int(counts[code])
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(parts) + 1))
+    for code, (source, task, tag_json) in enumerate(parts):
+        rows = order[bounds[code]:bounds[code + 1]]
+        rows = rows[drop[rows] == 0]
+        if len(rows):
+            tags = tuple(sorted(json.loads(tag_json).items()))
+            pool.buckets[st.Bucket(source, task, tags, len(rows))] = rows
     return pool
 
 
-def count_tokens(tokenizer_path: Path, table: pa.Table, texts: Sequence[str]) -> list[int]:
+def count_tokens(tokenizer_path: Path, texts: Sequence[str]) -> np.ndarray:
     """Tokens per example (prompt and completion) with the recipe's tokenizer."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
-    ids = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
-    return [len(x) for x in ids]
+    counts = np.zeros(len(texts), dtype=np.int64)
+    for start in range(0, len(texts), 10_000):
+        ids = tokenizer(list(texts[start:start + 10_000]), add_special_tokens=False)["input_ids"]
+        counts[start:start + len(ids)] = [len(x) for x in ids]
+    return counts
 
 
 def stage_shares(stage: Stage, buckets: Sequence[st.Bucket]) -> dict[st.Bucket, float]:
@@ -171,12 +198,14 @@ def assemble(recipe: Recipe, pool: Pool, plans: Sequence[StagePlan]) -> pa.Table
     """The output table: stages in order, each shuffled with the seed, labelled with its stage."""
     parts = []
     for number, sp in enumerate(plans):
-        rows = [r for b in sorted(sp.rows, key=_bucket_order) for r in sp.rows[b]]
-        random.Random(f"{recipe.seed}:order:{number}").shuffle(rows)
+        ordered = [sp.rows[b] for b in sorted(sp.rows, key=_bucket_order)]
+        rows = np.concatenate(ordered) if ordered else np.zeros(0, dtype=np.int64)
+        rows = rows[seeded_rng(recipe.seed, "order", number).permutation(len(rows))]
         part = pool.table.take(pa.array(rows, type=pa.int64()))
-        parts.append(part.append_column("stage", pa.array([sp.name] * len(rows), pa.string())))
-    table = pa.concat_tables(parts)
-    return _tags_as_struct(table)
+        stage = pa.DictionaryArray.from_arrays(pa.array(np.zeros(len(rows), dtype=np.int32)),
+                                               pa.array([sp.name])).cast(pa.string())
+        parts.append(part.append_column("stage", stage))
+    return _tags_as_struct(pa.concat_tables(parts))
 
 
 def _bucket_order(b: st.Bucket) -> tuple:
@@ -185,43 +214,44 @@ def _bucket_order(b: st.Bucket) -> tuple:
 
 def _tags_as_struct(table: pa.Table) -> pa.Table:
     """Turn the JSON ``tags`` column into a struct with one (nullable) field per tag key."""
-    values = [json.loads(t) for t in table.column("tags").to_pylist()]
-    keys = sorted({k for v in values for k in v})
+    encoded = pc.dictionary_encode(table["tags"]).combine_chunks()
+    distinct = [json.loads(t) for t in encoded.dictionary.to_pylist()]
+    keys = sorted({k for v in distinct for k in v})
     if not keys:
         return table.drop_columns(["tags"])
-    struct = pa.array([{k: v.get(k) for k in keys} for v in values],
-                      type=pa.struct([(k, pa.string()) for k in keys]))
+    fields = [pa.array([v.get(k) for v in distinct], pa.string()).take(encoded.indices)
+              for k in keys]
+    struct = pa.StructArray.from_arrays(fields, names=keys)
     return table.set_column(table.schema.get_field_index("tags"), "tags", struct)
 
 
 def _stats(plans: Sequence[StagePlan], pool: Pool, by: str) -> dict:
     """Per stage and per ``by`` ("task" or "source"): requested/achieved share, counts, tokens."""
-    from collections import Counter
-
-    uses = Counter(r for sp in plans for rows in sp.rows.values() for r in rows)
+    drawn = [rows for sp in plans for rows in sp.rows.values()]
+    uses = np.bincount(np.concatenate(drawn), minlength=pool.table.num_rows) if drawn else None
     result = {}
     for sp in plans:
         total = sum(len(rows) for rows in sp.rows.values())
-        total_tokens = (sum(pool.tokens[r] for rows in sp.rows.values() for r in rows)
-                        if pool.tokens else None)
+        tokens = pool.tokens
+        total_tokens = (sum(int(tokens[rows].sum()) for rows in sp.rows.values())
+                        if tokens is not None else None)
         groups: dict[str, dict] = {}
         for b, rows in sp.rows.items():
-            name = getattr(b, by)
-            g = groups.setdefault(name, {"requested_share": 0.0, "selected": 0,
-                                         "unique": set(), "tokens": 0})
+            g = groups.setdefault(getattr(b, by), {"requested_share": 0.0, "selected": 0,
+                                                   "tokens": 0, "repetitions": 0})
             g["requested_share"] += sp.shares[b]
             g["selected"] += len(rows)
-            g["unique"].update(rows)
-            if pool.tokens:
-                g["tokens"] += sum(pool.tokens[r] for r in rows)
+            if len(rows):
+                g["repetitions"] = max(g["repetitions"], int(uses[rows].max()))
+            if tokens is not None:
+                g["tokens"] += int(tokens[rows].sum())
         for g in groups.values():
-            unique = g.pop("unique")
-            g["repetitions"] = max((uses[r] for r in unique), default=0)
             g["requested_share"] = round(g["requested_share"], 6)
-            g["achieved_share"] = round(
-                (g["tokens"] / total_tokens) if total_tokens else (g["selected"] / total if total
-                                                                   else 0.0), 6)
-            if not pool.tokens:
+            if total_tokens:
+                g["achieved_share"] = round(g["tokens"] / total_tokens, 6)
+            else:
+                g["achieved_share"] = round(g["selected"] / total, 6) if total else 0.0
+            if tokens is None:
                 g.pop("tokens")
         result[sp.name] = dict(sorted(groups.items()))
     return result

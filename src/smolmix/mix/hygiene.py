@@ -9,7 +9,9 @@ into the input, ascending.
 from __future__ import annotations
 
 import unicodedata
+import zlib
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -62,15 +64,19 @@ def near_duplicates(texts: Sequence[str], threshold: float = 0.85, num_perm: int
     MinHash-LSH (datasketch): a text is a duplicate when LSH finds an earlier *kept* text
     whose estimated Jaccard similarity is at least ``threshold``; otherwise it is kept.
     So the first text of each cluster is kept and every dropped text has a kept near copy.
-    Texts shorter than ``ngram`` words are one shingle (the whole text).
+    Texts shorter than ``ngram`` words are one shingle (the whole text). Shingles are
+    hashed with CRC-32 (deterministic, twice as fast as datasketch's SHA-1 default).
     """
     from datasketch import LeanMinHash, MinHash, MinHashLSH
 
-    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    # LSH only proposes candidates (each is checked), so weigh misses over false candidates
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, weights=(0.1, 0.9))
     kept: dict[int, LeanMinHash] = {}
     dups = []
     shingled = (_shingles(text, ngram) for text in texts)
-    for i, sketch in enumerate(MinHash.generator(shingled, num_perm=num_perm, seed=seed)):
+    sketches = MinHash.generator(shingled, num_perm=num_perm, seed=seed, hashfunc=zlib.crc32,
+                                 scheme="affine32")  # datasketch 2's default, named: stable
+    for i, sketch in enumerate(sketches):
         lean = LeanMinHash(sketch)
         if any(lean.jaccard(kept[j]) >= threshold for j in lsh.query(lean)):
             dups.append(i)
@@ -80,6 +86,33 @@ def near_duplicates(texts: Sequence[str], threshold: float = 0.85, num_perm: int
     return dups
 
 
+class ArrowTexts(Sequence[str]):
+    """A read-only sequence of strings backed by one Arrow string array (no Python copies).
+
+    Slices stay Arrow; :func:`_split_words` reads an all-ASCII slice without converting it.
+    """
+
+    def __init__(self, array: pa.Array | pa.ChunkedArray) -> None:
+        if isinstance(array, pa.ChunkedArray):
+            array = array.combine_chunks()
+        self.array = array
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            start, stop, step = index.indices(len(self.array))
+            if step != 1:
+                return self.array.to_pylist()[index]
+            return ArrowTexts(self.array.slice(start, max(0, stop - start)))
+        return self.array[int(index)].as_py()
+
+    def __iter__(self):
+        for start in range(0, len(self.array), 8192):
+            yield from self.array.slice(start, 8192).to_pylist()
+
+
 def _split_words(texts: Sequence[str]) -> tuple[pa.Array, np.ndarray]:
     """The words of every normalised text (one flat binary array) and the count per text.
 
@@ -87,6 +120,14 @@ def _split_words(texts: Sequence[str]) -> tuple[pa.Array, np.ndarray]:
     except on the separators 0x1c-0x1f: texts with those, and non-ASCII texts, go through
     :func:`normalise` first (a normalised text splits the same either way).
     """
+    if isinstance(texts, ArrowTexts) and pc.all(pc.string_is_ascii(texts.array)).as_py():
+        # a fresh copy: a slice's buffers start at an offset the kernels below would misread
+        array = pa.concat_arrays([texts.array.cast(pa.large_string())])
+        data = np.frombuffer(array.buffers()[2], dtype=np.uint8) if len(array) else None
+        if data is None or not np.any(data - np.uint8(0x1C) <= 3):
+            words = pc.ascii_split_whitespace(pc.ascii_trim_whitespace(pc.ascii_lower(array)))
+            return _flat_words(words.cast(pa.list_(pa.large_binary())))
+    texts = list(texts)
     prep = [t if t.isascii() else normalise(t) for t in texts]
     try:
         array = pa.array(prep, type=pa.large_string())
@@ -158,21 +199,20 @@ class Decontaminator:
         self._inv = np.ones(1, dtype=np.uint64)
         self._eval_ids = self._ids(words)
         self._grams = self._index_eval(lengths)
-        count = sum(len(hashes) for hashes, _ in self._grams.values())
+        count = sum(len(gram.hashes) for gram in self._grams.values())
         self._bits = min(_MAX_FILTER_BITS, max(16, (64 * count).bit_length()))
         self._filter = np.zeros(1 << (self._bits - 3), dtype=np.uint8)
-        for hashes, _ in self._grams.values():
-            slot = hashes >> np.uint64(64 - self._bits)
-            np.bitwise_or.at(self._filter, slot >> np.uint64(3),
-                             np.left_shift(1, slot & np.uint64(7)).astype(np.uint8))
+        for gram in self._grams.values():
+            slot = _top(gram.hashes, self._bits)
+            np.bitwise_or.at(self._filter, slot >> 3, np.left_shift(1, slot & 7).astype(np.uint8))
 
     def _ids(self, words: pa.Array) -> np.ndarray:
         ids = pc.index_in(words, value_set=self._vocab).fill_null(self._missing)
-        return ids.to_numpy().astype(np.int64)
+        return ids.to_numpy()
 
-    def _index_eval(self, lengths: np.ndarray) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-        """Gram length -> (sorted window hashes, start of each window in ``_eval_ids``)."""
-        prefix = self._prefix(self._eval_ids)
+    def _index_eval(self, lengths: np.ndarray) -> dict[int, _Grams]:
+        """The eval grams by length."""
+        prefix = self._prefix(self._values[self._eval_ids])
         starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
         grams = {}
         for size in sorted({min(int(k), self.n) for k in lengths if k > 0}):
@@ -181,9 +221,7 @@ class Decontaminator:
                 first = np.flatnonzero(self._windows(prefix, owner, size)[1])
             else:
                 first = starts[lengths == size]
-            hashes = self._hash_at(prefix, first, size)
-            order = np.argsort(hashes, kind="stable")
-            grams[size] = (hashes[order], first[order])
+            grams[size] = _Grams.build(self._hash_at(prefix, first, size), first)
         return grams
 
     def _powers(self, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -196,13 +234,15 @@ class Decontaminator:
                        out=self._inv[1:])
         return self._pow, self._inv
 
-    def _prefix(self, ids: np.ndarray) -> np.ndarray:
-        powers, _ = self._powers(len(ids) + 1)
-        prefix = np.zeros(len(ids) + 1, dtype=np.uint64)
-        np.cumsum(self._values[ids] * powers[:len(ids)], out=prefix[1:])
+    def _prefix(self, values: np.ndarray) -> np.ndarray:
+        """Prefix sums of ``values[k] * B**k``: what window hashes are computed from."""
+        powers, _ = self._powers(len(values) + 1)
+        prefix = np.zeros(len(values) + 1, dtype=np.uint64)
+        np.cumsum(values * powers[:len(values)], out=prefix[1:])
         return prefix
 
-    def _hash_at(self, prefix: np.ndarray, starts: np.ndarray, size: int) -> np.ndarray:
+    def _hash_at(self, prefix: np.ndarray, starts: np.ndarray,
+                 size: int | np.ndarray) -> np.ndarray:
         _, inverse = self._powers(len(prefix))
         return (prefix[starts + size] - prefix[starts]) * inverse[starts]
 
@@ -219,41 +259,131 @@ class Decontaminator:
 
     def _maybe(self, hashes: np.ndarray) -> np.ndarray:
         """False where a hash is surely not an eval gram's (the bit filter)."""
-        slot = hashes >> np.uint64(64 - self._bits)
-        byte = self._filter[slot >> np.uint64(3)]
-        return (byte >> (slot & np.uint64(7))) & np.uint64(1) != 0
+        slot = _top(hashes, self._bits)
+        return (self._filter[slot >> 3] >> (slot & 7).astype(np.uint8)) & np.uint8(1) != 0
 
     def contaminated(self, texts: Sequence[str]) -> list[int]:
         """Indices of ``texts`` that contain at least one eval gram."""
         found: list[int] = []
-        if not self._grams:
-            return found
-        for begin in range(0, len(texts), self.batch_size):
-            batch = texts[begin:begin + self.batch_size]
-            found.extend(begin + i for i in self._contaminated_batch(batch))
+        for begin in range(0, len(texts) if self._grams else 0, self.batch_size):
+            words, lengths = _split_words(texts[begin:begin + self.batch_size])
+            found.extend(begin + i for i in self._contaminated_ids(self._ids(words), lengths))
         return found
 
-    def _contaminated_batch(self, texts: Sequence[str]) -> list[int]:
-        words, lengths = _split_words(texts)
-        ids = self._ids(words)
-        owner = np.repeat(np.arange(len(texts)), lengths)
-        prefix = self._prefix(ids)
+    def _contaminated_ids(self, ids: np.ndarray, lengths: np.ndarray,
+                          prefix: np.ndarray | None = None) -> list[int]:
+        """Which texts (as word ids and words per text) contain an eval gram.
+
+        ``prefix`` may come from other values for the words the eval texts lack.
+        """
+        owner = np.repeat(np.arange(len(lengths)), lengths)
+        prefix = self._prefix(self._values[ids]) if prefix is None else prefix
         hits: dict[int, list[tuple[int, int]]] = {}
-        for size, (sorted_hashes, _) in self._grams.items():
+        for size, gram in self._grams.items():
             hashes, inside = self._windows(prefix, owner, size)
             starts = np.flatnonzero(self._maybe(hashes) & inside)
-            slot = np.searchsorted(sorted_hashes, hashes[starts])
-            slot[slot == len(sorted_hashes)] = 0
-            for start in starts[sorted_hashes[slot] == hashes[starts]].tolist():
+            for start in starts[gram.contains(hashes[starts])].tolist():
                 hits.setdefault(int(owner[start]), []).append((start, size))
         return sorted(t for t, spots in hits.items()
                       if any(self._confirmed(ids, prefix, s, k) for s, k in spots))
 
+    def _text_keys(self, prefix: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """One 64-bit hash per text of its word values (equal word sequences, equal keys)."""
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        return self._hash_at(prefix, starts, lengths)
+
     def _confirmed(self, ids: np.ndarray, prefix: np.ndarray, start: int, size: int) -> bool:
         """Whether the window's words equal those of an eval gram with the same hash."""
-        sorted_hashes, firsts = self._grams[size]
-        key = self._hash_at(prefix, np.array([start]), size)
-        lo, hi = np.searchsorted(sorted_hashes, key[0], "left"), \
-            np.searchsorted(sorted_hashes, key[0], "right")
+        key = self._hash_at(prefix, np.array([start]), size)[0]
         window = ids[start:start + size]
-        return any(np.array_equal(window, self._eval_ids[f:f + size]) for f in firsts[lo:hi])
+        return any(np.array_equal(window, self._eval_ids[f:f + size])
+                   for f in self._grams[size].starts_of(key))
+
+
+def scan(texts: Sequence[str],
+         decontaminator: Decontaminator | None = None) -> tuple[list[int], list[int]]:
+    """Exact duplicates and contaminated texts, in one pass.
+
+    The same as ``(exact_duplicates(texts), decontaminator.contaminated(texts))`` (no
+    contaminated texts without a decontaminator) but faster than the two calls: each text is
+    split into words once, by Arrow kernels, and duplicates are found by hashing word
+    sequences (hash hits are confirmed on the normalised texts).
+    """
+    if decontaminator is None:
+        return exact_duplicates(texts), []
+    dec = decontaminator
+    keys, dirty = [], []
+    for begin in range(0, len(texts), dec.batch_size):
+        words, lengths = _split_words(texts[begin:begin + dec.batch_size])
+        encoded = pc.dictionary_encode(words)
+        index = encoded.indices.to_numpy()
+        known = dec._ids(encoded.dictionary)
+        # words the eval texts lack get a value from hash() (salted, but fixed in a process)
+        hashed = [hash(w) for w in pc.filter(encoded.dictionary, known == dec._missing).to_pylist()]
+        values = dec._values[known]
+        values[known == dec._missing] = np.array(hashed, dtype=np.int64).view(np.uint64)
+        prefix = dec._prefix(values[index])
+        keys.append(dec._text_keys(prefix, lengths))
+        if dec._grams:
+            dirty.extend(begin + i for i in dec._contaminated_ids(known[index], lengths, prefix))
+    return _verified_duplicates(texts, np.concatenate(keys) if keys else np.zeros(0)), dirty
+
+
+def _verified_duplicates(texts: Sequence[str], keys: np.ndarray) -> list[int]:
+    """Texts whose key and normalised text equal an earlier text's."""
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    repeated = np.flatnonzero(sorted_keys[1:] == sorted_keys[:-1]) + 1
+    groups = np.unique(np.concatenate([repeated - 1, repeated]))  # sorted positions in groups
+    dups = []
+    members: dict[int, list[int]] = {}
+    for pos in groups.tolist():
+        members.setdefault(int(sorted_keys[pos]), []).append(int(order[pos]))
+    for group in members.values():
+        seen: set[str] = set()
+        for i in group:  # ascending: a stable sort keeps equal keys in text order
+            text = normalise(texts[i])
+            if text in seen:
+                dups.append(i)
+            seen.add(text)
+    return sorted(dups)
+
+
+def _top(hashes: np.ndarray, bits: int) -> np.ndarray:
+    """The top ``bits`` bits of 64-bit hashes, as int64 (ready to index with)."""
+    return (hashes >> np.uint64(64 - bits)).view(np.int64)
+
+
+@dataclass(frozen=True)
+class _Grams:
+    """Eval gram hashes of one length, sorted, bucketed by their top bits for fast lookup."""
+
+    hashes: np.ndarray  # uint64, sorted
+    starts: np.ndarray  # where each gram starts in the eval word ids
+    buckets: np.ndarray  # hashes[buckets[b]:buckets[b + 1]] have top bits b
+    bits: int
+
+    @classmethod
+    def build(cls, hashes: np.ndarray, starts: np.ndarray) -> _Grams:
+        order = np.argsort(hashes)
+        bits = max(1, min(24, len(hashes).bit_length()))
+        counts = np.bincount(_top(hashes, bits), minlength=1 << bits)
+        buckets = np.concatenate([[0], np.cumsum(counts)])
+        return cls(hashes[order], starts[order], buckets, bits)
+
+    def contains(self, keys: np.ndarray) -> np.ndarray:
+        """Whether each key is one of the hashes."""
+        bucket = _top(keys, self.bits)
+        pos, end = self.buckets[bucket], self.buckets[bucket + 1]
+        found = np.zeros(len(keys), dtype=bool)
+        while True:
+            live = np.flatnonzero(pos < end)
+            if not len(live):
+                return found
+            found[live] |= self.hashes[pos[live]] == keys[live]
+            pos[live] += 1
+
+    def starts_of(self, key: np.uint64) -> np.ndarray:
+        """Where the grams with hash ``key`` start in the eval word ids."""
+        return self.starts[np.searchsorted(self.hashes, key, "left"):
+                           np.searchsorted(self.hashes, key, "right")]

@@ -7,8 +7,10 @@ every example of its bucket has been used as often.
 
 from __future__ import annotations
 
-import random
-from collections.abc import Mapping, Sequence
+import hashlib
+from collections.abc import Mapping
+
+import numpy as np
 
 from smolmix.errors import SmolmixError
 from smolmix.mix.shares import counts_from_shares
@@ -37,13 +39,20 @@ def _key(b: Bucket) -> str:
     return f"{b.source}\x00{b.tags}"
 
 
+def seeded_rng(*parts: object) -> np.random.Generator:
+    """A numpy generator whose stream depends only on ``parts`` (stable across runs)."""
+    digest = hashlib.sha256(repr(parts).encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:16], "little"))
+
+
 class Cursor:
     """Walks a seeded permutation of one bucket's row indices, pass after pass."""
 
-    def __init__(self, bucket: Bucket, rows: Sequence[int], seed: int, max_repeats: int) -> None:
+    def __init__(self, bucket: Bucket, rows: np.ndarray, seed: int, max_repeats: int) -> None:
         self.bucket = bucket
-        self.rows = list(rows)
-        random.Random(f"{seed}:{bucket.source}:{bucket.task}:{bucket.tags}").shuffle(self.rows)
+        rows = np.asarray(rows, dtype=np.int64)
+        self.rows = rows[seeded_rng(seed, bucket.source, bucket.task, bucket.tags)
+                         .permutation(len(rows))]
         self.max_repeats = max_repeats
         self.used = 0
 
@@ -51,37 +60,31 @@ class Cursor:
     def capacity(self) -> int:
         return len(self.rows) * self.max_repeats
 
-    def take(self, count: int) -> list[int]:
+    def _next(self, count: int) -> np.ndarray:
+        return self.rows[np.arange(self.used, self.used + count) % len(self.rows)]
+
+    def take(self, count: int) -> np.ndarray:
         if self.used + count > self.capacity:
             raise SmolmixError(
                 f"needs {self.used + count} examples of task {self.bucket.task!r} but has "
                 f"{len(self.rows)} × max_repeats {self.max_repeats} = {self.capacity}",
                 f"source {self.bucket.source!r}")
-        n = len(self.rows)
-        picked = [self.rows[(self.used + i) % n] for i in range(count)]
+        picked = self._next(count)
         self.used += count
         return picked
 
-    def take_tokens(self, target: float, lengths: Sequence[int]) -> list[int]:
+    def take_tokens(self, target: float, lengths: np.ndarray) -> np.ndarray:
         """Examples until their token count is as close to ``target`` as a whole example allows."""
-        picked: list[int] = []
-        total = 0
-        n = len(self.rows)
-        while True:
-            if self.used >= self.capacity:
-                if total + 0.5 * max(lengths[r] for r in self.rows) < target:
-                    raise SmolmixError(
-                        f"token budget needs about {target:.0f} tokens of task "
-                        f"{self.bucket.task!r} but the repetition cap allows {total} "
-                        f"(max_repeats {self.max_repeats})", f"source {self.bucket.source!r}")
-                return picked
-            row = self.rows[self.used % n]
-            if total + lengths[row] / 2 > target:
-                return picked
-            picked.append(row)
-            total += lengths[row]
-            self.used += 1
-
-    def repetitions(self) -> int:
-        """How many times the most used example of this bucket has been drawn."""
-        return -(-self.used // len(self.rows)) if self.rows else 0
+        candidates = self._next(self.capacity - self.used)
+        sizes = lengths[candidates]
+        ends = np.cumsum(sizes)
+        count = int(np.searchsorted(ends - sizes / 2, target, side="right"))
+        if count == len(candidates):
+            total = int(ends[-1]) if count else 0
+            if total + 0.5 * int(lengths[self.rows].max()) < target:
+                raise SmolmixError(
+                    f"token budget needs about {target:.0f} tokens of task "
+                    f"{self.bucket.task!r} but the repetition cap allows {total} "
+                    f"(max_repeats {self.max_repeats})", f"source {self.bucket.source!r}")
+        self.used += count
+        return candidates[:count]

@@ -89,12 +89,16 @@ def load_source(spec: SourceSpec, base_dir: Path, *, eval_set: bool = False) -> 
 def record_text(table: pa.Table) -> list[str]:
     """Per row, the text used for dedup and decontamination: the prompt (or the messages'
     contents joined by newlines), a newline, and the completion (when there is one)."""
+    return record_text_array(table).to_pylist()
+
+
+def record_text_array(table: pa.Table) -> pa.ChunkedArray:
+    """:func:`record_text` as an Arrow array (no Python strings)."""
     joined = pa.chunked_array(
         [pc.binary_join(_contents(chunk), "\n") for chunk in table["messages"].chunks],
         pa.string())
     text = pc.coalesce(table["prompt"], joined)
-    both = pc.binary_join_element_wise(text, table["completion"], "\n", null_handling="skip")
-    return both.to_pylist()
+    return pc.binary_join_element_wise(text, table["completion"], "\n", null_handling="skip")
 
 
 def _contents(chunk: pa.ListArray) -> pa.ListArray:

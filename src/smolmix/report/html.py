@@ -45,6 +45,9 @@ FILES = (
     ("results.json", "every number in this report: preset, tasks, sizes, per-cell final "
                      "scores and curves, and the summary."),
     ("report.html", "this page."),
+    ("data/s<seed>/<task>.jsonl", "the generated training examples of each task: the sources "
+                                  "every cell's mixture is built from."),
+    ("cells/<id>/recipe.yaml", "the smolmix mix recipe of that cell's training mixture."),
     ("cells/<id>/curves.jsonl", "one cell's held-out loss and exact match per task at every "
                                 "evaluation step; a cell is one training run, named "
                                 "<kind>[-<boost share>]-<size>-s<seed>."),
