@@ -19,9 +19,9 @@ import pyarrow.compute as pc
 
 from smolmix.errors import SmolmixError
 from smolmix.mix import strategies as st
-from smolmix.mix.hygiene import ArrowTexts, Decontaminator, near_duplicates, scan
+from smolmix.mix.hygiene import Decontaminator, near_duplicates, scan
 from smolmix.mix.sample import Cursor, example_counts, seeded_rng
-from smolmix.mix.sources import load_source, record_text, record_text_array
+from smolmix.mix.sources import RecordTexts, load_source, record_text
 from smolmix.recipe import (
     Boost,
     Floor,
@@ -84,7 +84,7 @@ def hygiene_drops(recipe: Recipe, texts: Sequence[str]) -> np.ndarray:
 def load_pool(recipe: Recipe) -> Pool:
     """Load every source, drop duplicates and contaminated examples, group rows into buckets."""
     table = pa.concat_tables([load_source(spec, recipe.base_dir) for spec in recipe.sources])
-    texts = ArrowTexts(record_text_array(table))
+    texts = RecordTexts(table)
     drop = hygiene_drops(recipe, texts)
     tokens = None
     if recipe.tokenizer_path() is not None:

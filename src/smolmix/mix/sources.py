@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -24,6 +24,7 @@ import pyarrow.json as pj
 import pyarrow.parquet as pq
 
 from smolmix.errors import SmolmixError
+from smolmix.mix.hygiene import ArrowTexts
 from smolmix.recipe import SourceSpec
 
 MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
@@ -99,6 +100,33 @@ def record_text_array(table: pa.Table) -> pa.ChunkedArray:
         pa.string())
     text = pc.coalesce(table["prompt"], joined)
     return pc.binary_join_element_wise(text, table["completion"], "\n", null_handling="skip")
+
+
+class RecordTexts(Sequence[str]):
+    """:func:`record_text` of a table, built slice by slice when asked (never all at once)."""
+
+    def __init__(self, table: pa.Table) -> None:
+        self.table = table
+
+    def __len__(self) -> int:
+        return self.table.num_rows
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            start, stop, step = index.indices(len(self))
+            if step != 1:
+                return list(self)[index]
+            return ArrowTexts(record_text_array(self._rows(start, stop - start)))
+        return record_text_array(self._rows(int(index), 1))[0].as_py()
+
+    def __iter__(self):
+        for start in range(0, len(self), 8192):
+            yield from record_text_array(self._rows(start, 8192)).to_pylist()
+
+    def _rows(self, start: int, count: int) -> pa.Table:
+        # A compact copy: some kernels reject slices whose null bitmaps start at an offset.
+        return self.table.slice(start, max(0, count)).combine_chunks().take(
+            pa.array(range(min(max(0, count), len(self) - start))))
 
 
 def _contents(chunk: pa.ListArray) -> pa.ListArray:
