@@ -132,6 +132,12 @@ def test_existing_output_directory_is_refused(examples, tmp_path, capsys):
     (out / "keep.txt").write_text("x")
     _expect_error([str(examples / "mix_long.yaml"), "--out", str(out)], capsys, str(out))
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    built = tmp_path / "built"
+    assert _mix(str(examples / "mix_long.yaml"), "--out", str(built)) == 0
+    before = sorted(p.name for p in built.iterdir())
+    _expect_error([str(examples / "mix_long.yaml"), "--out", str(built)], capsys,
+                  "already exists")
+    assert sorted(p.name for p in built.iterdir()) == before
 
 
 def test_token_budget_that_breaks_the_cap_names_the_source(examples, tmp_path, capsys, tokenizer):

@@ -31,8 +31,11 @@ def is_smolmix_dir(path: Path) -> bool:
     return isinstance(data, dict) and "smolmix" in data
 
 
-def check_output_dir(out: Path, flag: str = "--out") -> None:
-    """Refuse an existing path that is not a smolmix output (it would be overwritten)."""
+def check_output_dir(out: Path, flag: str = "--out", replace: bool = True) -> None:
+    """Refuse an existing path that is not a smolmix output (it would be overwritten), or any
+    existing path when ``replace`` is False."""
+    if out.exists() and not replace:
+        raise SmolmixError(f"output path {str(out)!r} already exists", flag)
     if out.exists() and not (out.is_dir() and is_smolmix_dir(out)):
         raise SmolmixError(f"output path {str(out)!r} exists and is not a smolmix run", flag)
 
@@ -64,14 +67,14 @@ def write_manifest(directory: Path, kind: str, arguments: dict, seed: int | None
 
 
 @contextmanager
-def atomic_output(out: Path, flag: str = "--out") -> Iterator[Path]:
+def atomic_output(out: Path, flag: str = "--out", replace: bool = True) -> Iterator[Path]:
     """Yield a fresh ``<out>.partial`` directory; on success it replaces ``out``.
 
     On any exception (Ctrl-C included) the partial directory is removed and ``out`` is left as
     it was.
     """
     out = Path(out)
-    check_output_dir(out, flag)
+    check_output_dir(out, flag, replace)
     partial = out.with_name(out.name + ".partial")
     if partial.exists():
         shutil.rmtree(partial)

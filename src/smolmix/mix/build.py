@@ -327,7 +327,7 @@ def build_mixture(recipe_path: Path, out: Path | None, quiet: bool = False,
     if not dry_run:
         if out is None:
             raise SmolmixError("an output directory is required", "--out")
-        check_output_dir(Path(out))
+        check_output_dir(Path(out), replace=False)
     say = (lambda msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     recipe = load_recipe(Path(recipe_path))
     say(f"loading {len(recipe.sources)} sources and applying hygiene")
@@ -339,7 +339,7 @@ def build_mixture(recipe_path: Path, out: Path | None, quiet: bool = False,
     say(f"writing {sum(s['examples'] for s in summary['stages'])} examples to {out}")
     table = assemble(recipe, pool, plans)
     formats = list(export if export is not None else recipe.export)
-    with atomic_output(Path(out)) as work, _progress_bars(not quiet):
+    with atomic_output(Path(out), replace=False) as work, _progress_bars(not quiet):
         Dataset(table, fingerprint=recipe.hash()[:16]).save_to_disk(str(work))
         if "jsonl" in formats:
             Dataset(table).to_json(str(work / "mixture.jsonl"), lines=True, force_ascii=False)
