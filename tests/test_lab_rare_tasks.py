@@ -9,6 +9,7 @@ import pytest
 
 from smolmix.cli import main
 from smolmix.lab.rare_tasks import customize, get_preset, plan_cells
+from smolmix.mix.build import mixture_records
 
 SUMMARY_KEYS = {
     "sizes", "rare_tasks", "rare_acc_by_size", "frequent_acc_by_size", "isolation_acc_by_size",
@@ -29,11 +30,16 @@ def _numbers(results: dict) -> dict:
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("lab") / "run"
+    root = tmp_path_factory.mktemp("lab")
     start = time.perf_counter()
-    assert main(["lab", "rare-tasks", "--preset", "smoke", "--out", str(out), "--jobs", "1",
-                 "--quiet"]) == 0
-    return out, time.perf_counter() - start
+    cwd = os.getcwd()
+    os.chdir(root)  # a relative --out, as in the README's default command
+    try:
+        assert main(["lab", "rare-tasks", "--preset", "smoke", "--out", "runs/run", "--jobs",
+                     "1", "--quiet"]) == 0
+    finally:
+        os.chdir(cwd)
+    return root / "runs" / "run", time.perf_counter() - start
 
 
 def test_smoke_preset_is_fast_and_writes_every_output(smoke_run):
@@ -43,6 +49,7 @@ def test_smoke_preset_is_fast_and_writes_every_output(smoke_run):
                  "boost.png", "rare_vs_size.png"):
         assert (out / name).is_file(), name
     assert not out.with_name("run.partial").exists()
+    assert not out.with_name("run.old").exists()
     results = json.loads((out / "results.json").read_text())
     summary = results["summary"]
     assert SUMMARY_KEYS <= set(summary)
@@ -58,6 +65,9 @@ def test_smoke_preset_is_fast_and_writes_every_output(smoke_run):
     for cell in results["cells"]:
         cell_dir = out / "cells" / cell["id"]
         assert (cell_dir / "checkpoint" / "model.safetensors").is_file()
+        # the cell's mixture recipe still builds from the finished (renamed) run directory
+        records = mixture_records(cell_dir / "recipe.yaml")
+        assert len(records) == cell["steps"] * preset.batch_size
         assert (cell_dir / "curves.jsonl").is_file()
         assert set(cell["final"]) == set(preset.tasks)
     html = (out / "report.html").read_text()

@@ -189,7 +189,11 @@ def write_task_pools(preset: Preset, cells: list[Cell], data_dir: Path) -> None:
 
 
 def cell_recipe(preset: Preset, cell: Cell, data_dir: Path) -> dict:
-    """The ``smolmix mix`` recipe of one cell: the task pools, weighted by the cell's shares."""
+    """The ``smolmix mix`` recipe of one cell: the task pools, weighted by the cell's shares.
+
+    ``data_dir`` is relative to the recipe's folder, so the run directory stays valid after it
+    is renamed or moved.
+    """
     tasks = [t for t, share in cell.shares.items() if share > 0]
     return {
         "seed": cell.seed,
@@ -212,7 +216,7 @@ def run_cell(job: tuple[Preset, Cell, Path]) -> dict:
     start = time.perf_counter()
     cell_dir.mkdir(parents=True, exist_ok=True)
     recipe = cell_dir / "recipe.yaml"
-    recipe.write_text(yaml.safe_dump(cell_recipe(preset, cell, cell_dir.parent.parent / "data"),
+    recipe.write_text(yaml.safe_dump(cell_recipe(preset, cell, Path("..", "..", "data")),
                                      sort_keys=False))
     records = mixture_records(recipe)
     tokenizer = build_tokenizer(vocabulary())
