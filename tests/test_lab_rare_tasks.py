@@ -98,8 +98,10 @@ def test_rerun_replaces_an_existing_run(smoke_run, tmp_path):
 
 
 def test_overrides_change_the_grid():
-    preset = customize(get_preset("quick"), sizes=["m", "xs"], seeds=[5], steps=10)
+    preset = customize(get_preset("quick"), sizes=["m", "xs"], seeds=[5], steps=10,
+                       tasks=["copy", "reverse", "sort", "count", "dedup", "rotate", "lookup"])
     assert preset.sizes == ("xs", "m") and preset.seeds == (5,) and preset.steps == 10
+    assert preset.rare_tasks == ("dedup", "rotate", "lookup") and preset.boost_target == "lookup"
     kinds = {c.kind for c in plan_cells(preset)}
     assert kinds == {"natural", "isolation", "boost"}
 
@@ -114,6 +116,8 @@ def test_overrides_change_the_grid():
         (["--steps", "0"], "--steps"),
         (["--steps", "-3"], "--steps"),
         (["--jobs", "0"], "--jobs"),
+        (["--tasks", "copy,sort,rotate,reverse,count,dedup,juggle"], "'juggle'"),
+        (["--tasks", "copy,sort"], "--tasks"),
         (["--bogus"], "--bogus"),
     ],
 )

@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     rare.add_argument("--sizes", type=_name_list, help="ladder sizes, e.g. xs,s,m,l,xl")
     rare.add_argument("--seeds", type=_int_list("--seeds"), help="seeds, e.g. 0,1")
     rare.add_argument("--steps", type=int, help="training steps per cell")
+    rare.add_argument("--tasks", type=_name_list,
+                      help="tasks, most frequent first; the last three are the rare tasks")
     rare.add_argument("--out", type=Path, help="run directory (default runs/rare-tasks-<preset>)")
     rare.add_argument("--jobs", type=int, help="parallel worker processes (default: CPU cores)")
     rare.add_argument("--quiet", action="store_true", help="no progress output")
@@ -87,7 +89,7 @@ def _lab_rare_tasks(args: argparse.Namespace) -> None:
     from smolmix.lab.rare_tasks import customize, get_preset, run_study
     from smolmix.report.html import reading, summary_table
 
-    preset = customize(get_preset(args.preset), args.sizes, args.seeds, args.steps)
+    preset = customize(get_preset(args.preset), args.sizes, args.seeds, args.steps, args.tasks)
     out = args.out or Path("runs") / f"rare-tasks-{preset.name}"
     results = run_study(preset, out, jobs=args.jobs, quiet=args.quiet)
     print(summary_table(results))

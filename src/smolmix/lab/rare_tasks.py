@@ -22,7 +22,7 @@ import yaml
 
 from smolmix.errors import SmolmixError, lookup
 from smolmix.lab.runner import available_cores, run_cells
-from smolmix.lab.tasks import TrainStream, get_task, make_eval_set, vocabulary
+from smolmix.lab.tasks import TASKS, TrainStream, get_task, make_eval_set, vocabulary
 from smolmix.mix.shares import zipf_shares
 from smolmix.mix.strategies import boost
 from smolmix.records import Record, write_jsonl
@@ -100,8 +100,12 @@ def get_preset(name: str) -> Preset:
 
 
 def customize(preset: Preset, sizes: list[str] | None = None, seeds: list[int] | None = None,
-              steps: int | None = None) -> Preset:
-    """The preset with the CLI's overrides applied and validated."""
+              steps: int | None = None, tasks: list[str] | None = None) -> Preset:
+    """The preset with the CLI's overrides applied and validated.
+
+    ``tasks`` are in frequency order (most frequent first): the last ``rare_count`` are the
+    rare tasks, the first ``frequent_count`` the frequent ones, the last one the boost target.
+    """
     from smolmix.models import LADDER, get_size
 
     if steps is not None and steps <= 0:
@@ -115,10 +119,16 @@ def customize(preset: Preset, sizes: list[str] | None = None, seeds: list[int] |
         sizes = sorted(sizes, key=order.index)
     if seeds is not None and (not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0):
         raise SmolmixError(f"seeds must be distinct non-negative integers, got {seeds}", "--seeds")
-    for task in preset.tasks:
-        get_task(task)
+    if tasks is not None:
+        for name in tasks:
+            lookup(TASKS, name, "task", "--tasks")
+        needed = preset.rare_count + preset.frequent_count
+        if len(set(tasks)) != len(tasks) or len(tasks) < needed:
+            raise SmolmixError(f"tasks must be at least {needed} distinct names, got {tasks}",
+                               "--tasks")
     return replace(
         preset,
+        tasks=tuple(tasks) if tasks is not None else preset.tasks,
         sizes=tuple(sizes) if sizes is not None else preset.sizes,
         seeds=tuple(seeds) if seeds is not None else preset.seeds,
         steps=steps if steps is not None else preset.steps,
