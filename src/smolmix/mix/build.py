@@ -147,10 +147,7 @@ def stage_shares(stage: Stage, buckets: Sequence[st.Bucket]) -> dict[st.Bucket, 
         elif isinstance(step, Temperature):
             shares = st.temperature(counts, step.alpha, where)
         elif isinstance(step, Weights):
-            unknown = sorted(set(step.weights) - set(counts))
-            if unknown:
-                raise SmolmixError(f"weights name unknown task {unknown[0]!r}", where)
-            shares = st._normalise({t: step.weights.get(t, 0.0) for t in counts}, where)
+            shares = st.weights(counts, step.weights, where)
         elif isinstance(step, Boost):
             shares = st.boost(shares, step.shares, where)
         elif isinstance(step, Floor):
@@ -170,7 +167,7 @@ class StagePlan:
 
     name: str
     shares: dict[st.Bucket, float]
-    rows: dict[st.Bucket, list[int]]
+    rows: dict[st.Bucket, np.ndarray]
 
 
 def plan(recipe: Recipe, pool: Pool) -> list[StagePlan]:
@@ -225,10 +222,9 @@ def _tags_as_struct(table: pa.Table) -> pa.Table:
     return table.set_column(table.schema.get_field_index("tags"), "tags", struct)
 
 
-def _stats(plans: Sequence[StagePlan], pool: Pool, by: str) -> dict:
-    """Per stage and per ``by`` ("task" or "source"): requested/achieved share, counts, tokens."""
-    drawn = [rows for sp in plans for rows in sp.rows.values()]
-    uses = np.bincount(np.concatenate(drawn), minlength=pool.table.num_rows) if drawn else None
+def _stats(plans: Sequence[StagePlan], pool: Pool, uses: np.ndarray, by: str) -> dict:
+    """Per stage and per ``by`` ("task" or "source"): requested/achieved share, counts, tokens;
+    ``uses`` counts how often each row was drawn over all stages."""
     result = {}
     for sp in plans:
         total = sum(len(rows) for rows in sp.rows.values())
@@ -262,8 +258,7 @@ def _hygiene_stats(pool: Pool, by: str) -> dict:
     for source, per_task in pool.available.items():
         for task, available in per_task.items():
             name = source if by == "source" else task
-            entry = out.setdefault(name, {"available": 0, "duplicate": 0, "near_duplicate": 0,
-                                          "contaminated": 0})
+            entry = out.setdefault(name, {"available": 0, **dict.fromkeys(REASONS, 0)})
             entry["available"] += available
             for reason, n in pool.removed.get(source, {}).get(task, {}).items():
                 entry[reason] += n
@@ -272,6 +267,9 @@ def _hygiene_stats(pool: Pool, by: str) -> dict:
 
 def summarize(recipe: Recipe, pool: Pool, plans: Sequence[StagePlan]) -> dict:
     """The manifest's description of the mixture."""
+    drawn = [rows for sp in plans for rows in sp.rows.values()]
+    uses = np.bincount(np.concatenate(drawn) if drawn else np.zeros(0, dtype=np.int64),
+                       minlength=pool.table.num_rows)
     return {
         "recipe": str(recipe.path),
         "recipe_hash": recipe.hash(),
@@ -281,8 +279,8 @@ def summarize(recipe: Recipe, pool: Pool, plans: Sequence[StagePlan]) -> dict:
                     "examples": sum(len(r) for r in sp.rows.values())} for sp in plans],
         "hygiene": {"by_task": _hygiene_stats(pool, "task"),
                     "by_source": _hygiene_stats(pool, "source")},
-        "by_task": _stats(plans, pool, "task"),
-        "by_source": _stats(plans, pool, "source"),
+        "by_task": _stats(plans, pool, uses, "task"),
+        "by_source": _stats(plans, pool, uses, "source"),
     }
 
 
@@ -297,7 +295,7 @@ def plan_table(summary: dict) -> str:
     for stage, tasks in summary["by_task"].items():
         for task, g in tasks.items():
             h = hyg.get(task, {})
-            removed = h.get("duplicate", 0) + h.get("near_duplicate", 0) + h.get("contaminated", 0)
+            removed = sum(h.get(reason, 0) for reason in REASONS)
             lines.append(f"{stage:<10} {task:<22} {h.get('available', 0):>9} {removed:>7} "
                          f"{g['requested_share']:>9.2%} {g['selected']:>8} "
                          f"{g['achieved_share']:>8.2%} {g['repetitions']:>4}")

@@ -52,6 +52,15 @@ def temperature(counts: Mapping[str, int], alpha: float, where: str = "temperatu
     return _normalise({t: (c ** alpha if c > 0 else 0.0) for t, c in counts.items()}, where)
 
 
+def weights(counts: Mapping[str, int], given: Mapping[str, float],
+            where: str = "weights") -> dict[str, float]:
+    """Shares ∝ the given task weights (tasks not named get none)."""
+    unknown = sorted(set(given) - set(counts))
+    if unknown:
+        raise SmolmixError(f"weights name unknown task {unknown[0]!r}", where)
+    return _normalise({t: given.get(t, 0.0) for t in counts}, where)
+
+
 def boost(shares: Mapping[str, float], targets: Mapping[str, float],
           where: str = "boost") -> dict[str, float]:
     """Set each target task to its share; the other tasks keep their ratios and fill the rest."""
