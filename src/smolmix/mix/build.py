@@ -19,9 +19,10 @@ import pyarrow.compute as pc
 
 from smolmix.errors import SmolmixError
 from smolmix.mix import strategies as st
-from smolmix.mix.hygiene import Decontaminator, near_duplicates, scan
+from smolmix.mix.hygiene import Decontaminator, near_duplicates, scan, texts_at
+from smolmix.mix.output import write_mixture
 from smolmix.mix.sample import Cursor, example_counts, seeded_rng
-from smolmix.mix.sources import RecordTexts, load_source, record_text
+from smolmix.mix.sources import RecordTexts, load_source, record_text, take_rows
 from smolmix.recipe import (
     Boost,
     Floor,
@@ -89,10 +90,10 @@ def load_pool(recipe: Recipe) -> Pool:
     tokens = None
     if recipe.tokenizer_path() is not None:
         tokens = count_tokens(recipe.tokenizer_path(), texts)
-    removed_rows = [{"source": table["source"][int(i)].as_py(),
-                     "task": table["task"][int(i)].as_py(), "row": int(i),
-                     "reason": "contaminated", "text": texts[i]}
-                    for i in np.flatnonzero(drop == 1 + REASONS.index("contaminated"))]
+    dirty = np.flatnonzero(drop == 1 + REASONS.index("contaminated"))
+    picked = table.select(["source", "task"]).take(pa.array(dirty)).to_pylist()
+    removed_rows = [{**row, "row": int(i), "reason": "contaminated", "text": text}
+                    for i, row, text in zip(dirty, picked, texts_at(texts, dirty), strict=True)]
     del texts
     pool = Pool(table=table, buckets={}, tokens=tokens, removed_rows=removed_rows)
     # One code per (source, task, tags) combination; rows grouped by code with numpy.
@@ -191,35 +192,49 @@ def plan(recipe: Recipe, pool: Pool) -> list[StagePlan]:
     return plans
 
 
-def assemble(recipe: Recipe, pool: Pool, plans: Sequence[StagePlan]) -> pa.Table:
-    """The output table: stages in order, each shuffled with the seed, labelled with its stage."""
-    parts = []
+CHUNK_ROWS = 65_536
+
+
+def mixture_chunks(recipe: Recipe, pool: Pool, plans: Sequence[StagePlan],
+                   chunk_rows: int = CHUNK_ROWS) -> Iterator[pa.Table]:
+    """The output rows, ``chunk_rows`` at a time: stages in order, each shuffled with the seed,
+    labelled with its stage, tags as a struct (at least one chunk, empty if nothing drawn)."""
+    tag_keys = sorted({key for sp in plans for b, rows in sp.rows.items() if len(rows)
+                       for key, _ in b.tags})
+    emitted = False
     for number, sp in enumerate(plans):
         ordered = [sp.rows[b] for b in sorted(sp.rows, key=_bucket_order)]
         rows = np.concatenate(ordered) if ordered else np.zeros(0, dtype=np.int64)
         rows = rows[seeded_rng(recipe.seed, "order", number).permutation(len(rows))]
-        part = pool.table.take(pa.array(rows, type=pa.int64()))
-        stage = pa.DictionaryArray.from_arrays(pa.array(np.zeros(len(rows), dtype=np.int32)),
-                                               pa.array([sp.name])).cast(pa.string())
-        parts.append(part.append_column("stage", stage))
-    return _tags_as_struct(pa.concat_tables(parts))
+        for start in range(0, len(rows), chunk_rows):
+            part = take_rows(pool.table, rows[start:start + chunk_rows])
+            yield _finish(part, sp.name, tag_keys)
+            emitted = True
+    if not emitted:
+        yield _finish(pool.table.slice(0, 0), plans[0].name if plans else "", tag_keys)
+
+
+def assemble(recipe: Recipe, pool: Pool, plans: Sequence[StagePlan]) -> pa.Table:
+    """The whole output table in memory (:func:`mixture_chunks` concatenated)."""
+    return pa.concat_tables(mixture_chunks(recipe, pool, plans))
 
 
 def _bucket_order(b: st.Bucket) -> tuple:
     return (b.source, b.task, b.tags)
 
 
-def _tags_as_struct(table: pa.Table) -> pa.Table:
-    """Turn the JSON ``tags`` column into a struct with one (nullable) field per tag key."""
-    encoded = pc.dictionary_encode(table["tags"]).combine_chunks()
+def _finish(part: pa.Table, stage: str, tag_keys: list[str]) -> pa.Table:
+    """Add the ``stage`` column; turn the JSON ``tags`` into a struct of ``tag_keys``
+    (dropped when there are none)."""
+    part = part.append_column("stage", pa.array([stage] * part.num_rows, pa.string()))
+    if not tag_keys:
+        return part.drop_columns(["tags"])
+    encoded = pc.dictionary_encode(part["tags"]).combine_chunks()
     distinct = [json.loads(t) for t in encoded.dictionary.to_pylist()]
-    keys = sorted({k for v in distinct for k in v})
-    if not keys:
-        return table.drop_columns(["tags"])
     fields = [pa.array([v.get(k) for v in distinct], pa.string()).take(encoded.indices)
-              for k in keys]
-    struct = pa.StructArray.from_arrays(fields, names=keys)
-    return table.set_column(table.schema.get_field_index("tags"), "tags", struct)
+              for k in tag_keys]
+    struct = pa.StructArray.from_arrays(fields, names=tag_keys)
+    return part.set_column(part.schema.get_field_index("tags"), "tags", struct)
 
 
 def _stats(plans: Sequence[StagePlan], pool: Pool, uses: np.ndarray, by: str) -> dict:
@@ -318,8 +333,6 @@ def build_mixture(recipe_path: Path, out: Path | None, quiet: bool = False,
 
     With ``dry_run`` nothing is written and ``out`` may be None.
     """
-    from datasets import Dataset
-
     from smolmix.rundir import atomic_output, check_output_dir, write_manifest
 
     if not dry_run:
@@ -334,17 +347,14 @@ def build_mixture(recipe_path: Path, out: Path | None, quiet: bool = False,
     summary = summarize(recipe, pool, plans)
     if dry_run:
         return summary
-    say(f"writing {sum(s['examples'] for s in summary['stages'])} examples to {out}")
-    table = assemble(recipe, pool, plans)
+    rows = sum(s["examples"] for s in summary["stages"])
+    say(f"writing {rows} examples to {out}")
     formats = list(export if export is not None else recipe.export)
+    pa.default_memory_pool().release_unused()  # what reading and hygiene left behind
     with atomic_output(Path(out), replace=False) as work, _progress_bars(not quiet):
-        Dataset(table, fingerprint=recipe.hash()[:16]).save_to_disk(str(work))
-        if "jsonl" in formats:
-            Dataset(table).to_json(str(work / "mixture.jsonl"), lines=True, force_ascii=False)
-        if "parquet" in formats:
-            import pyarrow.parquet as pq
-
-            pq.write_table(table, work / "mixture.parquet")
+        approx = pool.table.nbytes * rows // max(1, pool.table.num_rows)
+        write_mixture(work, mixture_chunks(recipe, pool, plans), rows, approx,
+                      fingerprint=recipe.hash()[:16], formats=formats)
         with open(work / REMOVED_FILE, "w", encoding="utf-8") as fh:
             for row in pool.removed_rows:
                 fh.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")

@@ -8,14 +8,19 @@ into the input, ascending.
 
 from __future__ import annotations
 
+import os
 import unicodedata
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+T = TypeVar("T")
 
 
 def normalise(text: str) -> str:
@@ -112,6 +117,16 @@ class ArrowTexts(Sequence[str]):
         for start in range(0, len(self.array), 8192):
             yield from self.array.slice(start, 8192).to_pylist()
 
+    def take(self, indices: Sequence[int]) -> list[str]:
+        """The texts at ``indices``, in that order, in one Arrow call."""
+        return self.array.take(pa.array(indices, type=pa.int64())).to_pylist()
+
+
+def texts_at(texts: Sequence[str], indices: Sequence[int]) -> list[str]:
+    """``[texts[i] for i in indices]``, in one call when ``texts`` has a ``take`` method."""
+    take = getattr(texts, "take", None)
+    return take(indices) if take is not None else [texts[i] for i in indices]
+
 
 def _split_words(texts: Sequence[str]) -> tuple[pa.Array, np.ndarray]:
     """The words of every normalised text (one flat binary array) and the count per text.
@@ -195,8 +210,7 @@ class Decontaminator:
         rng = np.random.default_rng(_VALUE_SEED)
         self._values = rng.integers(0, 2**64 - 1, size=len(self._vocab) + 1, dtype=np.uint64,
                                     endpoint=True)
-        self._pow = np.ones(1, dtype=np.uint64)
-        self._inv = np.ones(1, dtype=np.uint64)
+        self._table = (np.ones(1, dtype=np.uint64), np.ones(1, dtype=np.uint64))
         self._eval_ids = self._ids(words)
         self._grams = self._index_eval(lengths)
         count = sum(len(gram.hashes) for gram in self._grams.values())
@@ -225,14 +239,19 @@ class Decontaminator:
         return grams
 
     def _powers(self, size: int) -> tuple[np.ndarray, np.ndarray]:
-        """B**k and B**-k mod 2**64 for k < size (grown on demand, kept for reuse)."""
-        if len(self._pow) < size:
-            size = max(size, 2 * len(self._pow))
-            self._pow, self._inv = (np.ones(size, dtype=np.uint64) for _ in range(2))
-            np.cumprod(np.full(size - 1, _BASE, dtype=np.uint64), out=self._pow[1:])
+        """B**k and B**-k mod 2**64 for k < size (grown on demand, kept for reuse).
+
+        Thread-safe: the pair is one attribute, replaced whole, never changed in place.
+        """
+        table = self._table
+        if len(table[0]) < size:
+            size = max(size, 2 * len(table[0]))
+            table = (np.ones(size, dtype=np.uint64), np.ones(size, dtype=np.uint64))
+            np.cumprod(np.full(size - 1, _BASE, dtype=np.uint64), out=table[0][1:])
             np.cumprod(np.full(size - 1, pow(_BASE, -1, 2**64), dtype=np.uint64),
-                       out=self._inv[1:])
-        return self._pow, self._inv
+                       out=table[1][1:])
+            self._table = table
+        return table
 
     def _prefix(self, values: np.ndarray) -> np.ndarray:
         """Prefix sums of ``values[k] * B**k``: what window hashes are computed from."""
@@ -262,13 +281,17 @@ class Decontaminator:
         slot = _top(hashes, self._bits)
         return (self._filter[slot >> 3] >> (slot & 7).astype(np.uint8)) & np.uint8(1) != 0
 
-    def contaminated(self, texts: Sequence[str]) -> list[int]:
-        """Indices of ``texts`` that contain at least one eval gram."""
-        found: list[int] = []
-        for begin in range(0, len(texts) if self._grams else 0, self.batch_size):
+    def contaminated(self, texts: Sequence[str], workers: int | None = None) -> list[int]:
+        """Indices of ``texts`` that contain at least one eval gram (batches on threads)."""
+        if not self._grams:
+            return []
+
+        def batch(begin: int) -> list[int]:
             words, lengths = _split_words(texts[begin:begin + self.batch_size])
-            found.extend(begin + i for i in self._contaminated_ids(self._ids(words), lengths))
-        return found
+            return [begin + i for i in self._contaminated_ids(self._ids(words), lengths)]
+
+        return [i for found in _map_batches(batch, len(texts), self.batch_size, workers)
+                for i in found]
 
     def _contaminated_ids(self, ids: np.ndarray, lengths: np.ndarray,
                           prefix: np.ndarray | None = None) -> list[int]:
@@ -300,33 +323,55 @@ class Decontaminator:
                    for f in self._grams[size].starts_of(key))
 
 
-def scan(texts: Sequence[str],
-         decontaminator: Decontaminator | None = None) -> tuple[list[int], list[int]]:
+def scan(texts: Sequence[str], decontaminator: Decontaminator | None = None,
+         workers: int | None = None) -> tuple[list[int], list[int]]:
     """Exact duplicates and contaminated texts, in one pass.
 
     The same as ``(exact_duplicates(texts), decontaminator.contaminated(texts))`` (no
     contaminated texts without a decontaminator) but faster than the two calls: each text is
-    split into words once, by Arrow kernels, and duplicates are found by hashing word
+    split into words once, by Arrow kernels, batches run on ``workers`` threads (default:
+    the usable cores; the kernels release the GIL), and duplicates are found by hashing word
     sequences (hash hits are confirmed on the normalised texts).
     """
-    if decontaminator is None:
-        return exact_duplicates(texts), []
-    dec = decontaminator
-    keys, dirty = [], []
-    for begin in range(0, len(texts), dec.batch_size):
+    dec = decontaminator if decontaminator is not None else Decontaminator([])
+
+    def batch(begin: int) -> tuple[np.ndarray, list[int]]:
         words, lengths = _split_words(texts[begin:begin + dec.batch_size])
         encoded = pc.dictionary_encode(words)
         index = encoded.indices.to_numpy()
         known = dec._ids(encoded.dictionary)
         # words the eval texts lack get a value from hash() (salted, but fixed in a process)
-        hashed = [hash(w) for w in pc.filter(encoded.dictionary, known == dec._missing).to_pylist()]
+        unknown = known == dec._missing
+        hashed = [hash(w) for w in pc.filter(encoded.dictionary, unknown).to_pylist()]
         values = dec._values[known]
-        values[known == dec._missing] = np.array(hashed, dtype=np.int64).view(np.uint64)
+        values[unknown] = np.array(hashed, dtype=np.int64).view(np.uint64)
         prefix = dec._prefix(values[index])
-        keys.append(dec._text_keys(prefix, lengths))
-        if dec._grams:
-            dirty.extend(begin + i for i in dec._contaminated_ids(known[index], lengths, prefix))
-    return _verified_duplicates(texts, np.concatenate(keys) if keys else np.zeros(0)), dirty
+        dirty = ([begin + i for i in dec._contaminated_ids(known[index], lengths, prefix)]
+                 if dec._grams else [])
+        return dec._text_keys(prefix, lengths), dirty
+
+    results = _map_batches(batch, len(texts), dec.batch_size, workers)
+    keys = np.concatenate([k for k, _ in results]) if results else np.zeros(0, np.uint64)
+    return _verified_duplicates(texts, keys), [i for _, dirty in results for i in dirty]
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _map_batches(fn: Callable[[int], T], total: int, batch_size: int,
+                 workers: int | None) -> list[T]:
+    """``fn(begin)`` for each batch start in ``range(0, total, batch_size)``, in order."""
+    starts = range(0, total, batch_size)
+    workers = min(workers or usable_cores(), len(starts))
+    if workers <= 1:
+        return [fn(begin) for begin in starts]
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(fn, starts))
 
 
 def _verified_duplicates(texts: Sequence[str], keys: np.ndarray) -> list[int]:
@@ -339,10 +384,12 @@ def _verified_duplicates(texts: Sequence[str], keys: np.ndarray) -> list[int]:
     members: dict[int, list[int]] = {}
     for pos in groups.tolist():
         members.setdefault(int(sorted_keys[pos]), []).append(int(order[pos]))
+    flat = [i for group in members.values() for i in group]
+    normalised = dict(zip(flat, map(normalise, texts_at(texts, flat)), strict=True))
     for group in members.values():
         seen: set[str] = set()
         for i in group:  # ascending: a stable sort keeps equal keys in text order
-            text = normalise(texts[i])
+            text = normalised[i]
             if text in seen:
                 dups.append(i)
             seen.add(text)

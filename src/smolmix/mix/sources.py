@@ -17,6 +17,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pv
@@ -123,10 +124,35 @@ class RecordTexts(Sequence[str]):
         for start in range(0, len(self), 8192):
             yield from record_text_array(self._rows(start, 8192)).to_pylist()
 
+    def take(self, indices: Sequence[int]) -> list[str]:
+        """The texts of the rows at ``indices``, in that order."""
+        return record_text_array(take_rows(self.table, indices)).to_pylist()
+
     def _rows(self, start: int, count: int) -> pa.Table:
         # A compact copy: some kernels reject slices whose null bitmaps start at an offset.
         return self.table.slice(start, max(0, count)).combine_chunks().take(
             pa.array(range(min(max(0, count), len(self) - start))))
+
+
+def take_rows(table: pa.Table, indices: Sequence[int] | np.ndarray) -> pa.Table:
+    """``table.take(indices)`` as one compact chunk, gathering chunk by chunk.
+
+    Arrow's take on a chunked table concatenates whole columns first; a few scattered rows
+    of a large table are far cheaper to gather from each record batch they fall in.
+    """
+    indices = np.asarray(indices, dtype=np.int64)
+    if len(indices) and (indices.min() < 0 or indices.max() >= table.num_rows):
+        raise IndexError(f"row index out of range for a table of {table.num_rows} rows")
+    order = np.argsort(indices, kind="stable")
+    wanted = indices[order]
+    batches = table.to_batches()
+    bounds = np.cumsum([0] + [batch.num_rows for batch in batches])
+    which = np.searchsorted(bounds, wanted, side="right") - 1
+    cuts = np.searchsorted(which, np.arange(len(batches) + 1))
+    parts = [batches[b].take(pa.array(wanted[cuts[b]:cuts[b + 1]] - bounds[b]))
+             for b in range(len(batches)) if cuts[b] < cuts[b + 1]]
+    gathered = pa.Table.from_batches(parts, schema=table.schema).combine_chunks()
+    return gathered.take(pa.array(np.argsort(order, kind="stable")))
 
 
 def _contents(chunk: pa.ListArray) -> pa.ListArray:
