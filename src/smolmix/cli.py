@@ -47,6 +47,17 @@ def build_parser() -> argparse.ArgumentParser:
     mix.add_argument("--export", type=_name_list, help="also write jsonl and/or parquet")
     mix.add_argument("--quiet", action="store_true", help="no progress output")
     mix.set_defaults(func=_mix)
+    train = commands.add_parser("train", help="fine-tune a causal LM on a mixture (SFT)")
+    train.add_argument("config", type=Path, nargs="?", help="train config YAML")
+    train.add_argument("--out", type=Path, required=True, help="run directory to create")
+    train.add_argument("--set", dest="overrides", action="append", default=[],
+                       metavar="KEY=VALUE", help="override a config key, e.g. lora.r=8")
+    train.add_argument("--model", help="shortcut for --set model=...")
+    train.add_argument("--mixture", help="shortcut for --set mixture=...")
+    train.add_argument("--resume", nargs="?", const=True, default=False, metavar="CHECKPOINT",
+                       help="continue an interrupted run (its latest checkpoint, or this one)")
+    train.add_argument("--quiet", action="store_true", help="no progress output")
+    train.set_defaults(func=_train)
     lab = commands.add_parser("lab", help="synthetic studies that reproduce the findings on a CPU")
     studies = lab.add_subparsers(dest="study", required=True, parser_class=_Parser)
     rare = studies.add_parser("rare-tasks",
@@ -83,6 +94,23 @@ def _mix(args: argparse.Namespace) -> None:
     print(plan_table(summary))
     if not args.dry_run:
         print(f"\nwrote {args.out} (load with datasets.load_from_disk)")
+
+
+def _train(args: argparse.Namespace) -> None:
+    from smolmix.train_config import load_run_config
+    from smolmix.train_run import run_training
+
+    overrides = list(args.overrides)
+    overrides += [f"model={args.model}"] if args.model else []
+    overrides += [f"mixture={args.mixture}"] if args.mixture else []
+    config = load_run_config(args.config, overrides)
+    resume = Path(args.resume) if isinstance(args.resume, str) else args.resume
+    summary = run_training(config, args.out, resume=resume, quiet=args.quiet)
+    if summary is None:  # not the main process of a multi-process launch
+        return
+    for task, metrics in summary["final"].items():
+        print(f"{task:<24} loss {metrics['loss']:.4f}  exact match {metrics['exact_match']:.3f}")
+    print(f"wrote {args.out} ({summary['steps']} steps)")
 
 
 def _lab_rare_tasks(args: argparse.Namespace) -> None:

@@ -500,15 +500,15 @@ def recipe_json_schema() -> dict:
 # --- loading --------------------------------------------------------------------------------
 
 
-def load_recipe(path: Path) -> Recipe:
-    """Read and validate a recipe file; any problem is a SmolmixError at ``<file>:<line>``."""
+def read_yaml(path: Path, kind: str = "recipe") -> tuple[dict, yaml.Node]:
+    """A YAML mapping file and its node tree (for line numbers); problems name ``file:line``."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise SmolmixError("recipe file not found", str(path)) from None
+        raise SmolmixError(f"{kind} file not found", str(path)) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise SmolmixError(f"cannot read recipe ({exc})", str(path)) from None
+        raise SmolmixError(f"cannot read {kind} ({exc})", str(path)) from None
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -518,13 +518,32 @@ def load_recipe(path: Path) -> Recipe:
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
         raise SmolmixError(f"invalid YAML: {problem}", where) from None
     if not isinstance(data, dict):
-        raise SmolmixError("a recipe must be a YAML mapping", f"{path}:1")
+        raise SmolmixError(f"a {kind} must be a YAML mapping", f"{path}:1")
     _check_duplicate_keys(root, path)
+    return data, root
+
+
+def invalid(exc: ValidationError, root: yaml.Node | None, path: Path | str) -> SmolmixError:
+    """pydantic's validation error as one SmolmixError at the YAML line it concerns."""
+    if root is None:  # no file to point into: name the dotted key
+        err = exc.errors()[0]
+        loc = tuple(err["loc"])
+        message = ("unknown key" if err["type"] == "extra_forbidden"
+                   else "missing" if err["type"] == "missing"
+                   else err["msg"][:1].lower() + err["msg"][1:])
+        return SmolmixError(_prefixed(loc, message), str(path))
+    what, loc = _describe(exc, root)
+    return SmolmixError(what, f"{path}:{_locate(root, loc)[1]}")
+
+
+def load_recipe(path: Path) -> Recipe:
+    """Read and validate a recipe file; any problem is a SmolmixError at ``<file>:<line>``."""
+    path = Path(path)
+    data, root = read_yaml(path)
     try:
         recipe = Recipe.from_data(data, path)
     except ValidationError as exc:
-        what, loc = _describe(exc, root)
-        raise SmolmixError(what, f"{path}:{_locate(root, loc)[1]}") from None
+        raise invalid(exc, root, path) from None
     except _Misplaced as exc:
         raise SmolmixError(exc.what, f"{path}:{_locate(root, exc.loc)[1]}") from None
     recipe._root = root

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from datasets import Dataset
+from torch.utils.data import SequentialSampler
 from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerBase,
@@ -43,40 +44,80 @@ class TrainConfig:
     eval_every: int = 250
     eval_batch_size: int = 512
     seed: int = 0
+    grad_accum: int = 1
+    lr_scheduler: str = "linear"
+    shuffle: bool = True  # False: the dataset's own order (a staged mixture keeps its stages)
+    save_every: int | None = None  # steps between resumable checkpoints (None: none)
+    save_total_limit: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "eval_every", "eval_batch_size"):
+        for name in ("steps", "batch_size", "eval_every", "eval_batch_size", "grad_accum"):
             if getattr(self, name) <= 0:
                 raise SmolmixError(f"{name} must be positive, got {getattr(self, name)}", name)
+        if self.save_every is not None and self.save_every <= 0:
+            raise SmolmixError(f"save_every must be positive, got {self.save_every}", "save_every")
+
+
+Scorer = Callable[[PreTrainedModel], Mapping[str, Mapping[str, float]]]
 
 
 class PerTaskEvalCallback(TrainerCallback):
-    """Every ``every`` steps (and at the last step) score each task and append to ``curves``."""
+    """Every ``every`` steps (and at the last step) score each task and append to ``curves``.
+
+    ``scorers`` each map a model to per-task metrics; their metrics are merged per task. Only
+    the main process evaluates and writes (the others wait for it at the next step).
+    """
 
     def __init__(self, evaluator: TeacherForcedEvaluator, every: int, out_file: Path | None,
-                 on_eval: Callable[[int, dict[str, TaskScore]], None] | None = None) -> None:
+                 on_eval: Callable[[int, dict[str, TaskScore]], None] | None = None,
+                 scorers: Sequence[Scorer] = ()) -> None:
         self.evaluator = evaluator
         self.every = every
         self.out_file = out_file
         self.on_eval = on_eval
+        self.scorers = list(scorers)
         self.curves: list[dict] = []
+        self.done: set[int] = set()
+
+    def resume(self, step: int) -> None:
+        """Continue a run from a checkpoint at ``step``: keep the curve rows up to it only."""
+        if self.out_file is None or not self.out_file.exists():
+            return
+        rows = [json.loads(line) for line in self.out_file.read_text().splitlines() if line]
+        self.curves = [r for r in rows if r["step"] <= step]
+        self.done = {r["step"] for r in self.curves}
+        _write_rows(self.out_file, self.curves, mode="w")
 
     def record(self, step: int, model: PreTrainedModel) -> None:
+        if step in self.done:
+            return
+        self.done.add(step)
         scores = self.evaluator(model)
-        rows = [{"step": step, "task": t, **asdict(s)} for t, s in scores.items()]
+        extra: dict[str, dict[str, float]] = {}
+        for scorer in self.scorers:
+            for task, metrics in scorer(model).items():
+                extra.setdefault(task, {}).update(metrics)
+        rows = [{"step": step, "task": t, **asdict(s), **extra.get(t, {})}
+                for t, s in scores.items()]
         self.curves.extend(rows)
         if self.out_file is not None:
-            with open(self.out_file, "a", encoding="utf-8") as fh:
-                fh.writelines(json.dumps(r) + "\n" for r in rows)
+            _write_rows(self.out_file, rows, mode="a")
         if self.on_eval is not None:
             self.on_eval(step, scores)
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
-        self.record(0, model)
+        if state.is_world_process_zero:
+            self.record(state.global_step, model)
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
-        if state.global_step % self.every == 0 or state.global_step == state.max_steps:
+        due = state.global_step % self.every == 0 or state.global_step == state.max_steps
+        if due and state.is_world_process_zero:
             self.record(state.global_step, model)
+
+
+def _write_rows(path: Path, rows: Sequence[dict], mode: str) -> None:
+    with open(path, mode, encoding="utf-8") as fh:
+        fh.writelines(json.dumps(r) + "\n" for r in rows)
 
 
 def to_train_dataset(tokenizer: PreTrainedTokenizerBase, records: Sequence[Record]) -> Dataset:
@@ -97,22 +138,52 @@ def train(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, records: S
     """
     if not records:
         raise SmolmixError("no training records", "mixture")
+    evaluator = TeacherForcedEvaluator(tokenizer, eval_sets, config.eval_batch_size)
+    return fit(model, tokenizer.pad_token_id, to_train_dataset(tokenizer, records), evaluator,
+               config, run_dir, on_eval=on_eval)
+
+
+class _OrderedTrainer(Trainer):
+    """A Trainer that reads the training set in its own order (no shuffling)."""
+
+    def _get_train_sampler(self, train_dataset=None):
+        return SequentialSampler(train_dataset if train_dataset is not None
+                                 else self.train_dataset)
+
+
+def fit(model: PreTrainedModel, pad_id: int, dataset: Dataset,
+        evaluator: TeacherForcedEvaluator, config: TrainConfig, run_dir: Path,
+        on_eval: Callable[[int, dict[str, TaskScore]], None] | None = None,
+        scorers: Sequence[Scorer] = (), resume_from: Path | None = None,
+        callbacks: Sequence[TrainerCallback] = ()) -> list[dict]:
+    """Train ``model`` on an encoded ``dataset`` (``input_ids``, ``labels``, optional
+    ``position_ids``) with the transformers Trainer; curves go to ``run_dir/curves.jsonl``.
+
+    With ``config.save_every`` resumable checkpoints go to ``run_dir/checkpoints``;
+    ``resume_from`` (one of them) continues that run where it stopped.
+    """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    evaluator = TeacherForcedEvaluator(tokenizer, eval_sets, config.eval_batch_size)
-    callback = PerTaskEvalCallback(evaluator, config.eval_every, run_dir / CURVES_FILE, on_eval)
+    callback = PerTaskEvalCallback(evaluator, config.eval_every, run_dir / CURVES_FILE, on_eval,
+                                   scorers)
+    if resume_from is not None:
+        callback.resume(_checkpoint_step(resume_from))
+    saving = config.save_every is not None
     args = TrainingArguments(
-        output_dir=str(run_dir / "trainer"),
+        output_dir=str(run_dir / CHECKPOINTS_DIR),
         max_steps=config.steps,
         per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.grad_accum,
         learning_rate=config.learning_rate,
         warmup_steps=config.warmup_steps,
         weight_decay=config.weight_decay,
         max_grad_norm=config.max_grad_norm,
-        lr_scheduler_type="linear",
+        lr_scheduler_type=config.lr_scheduler,
         seed=config.seed,
         data_seed=config.seed,
-        save_strategy="no",
+        save_strategy="steps" if saving else "no",
+        save_steps=config.save_every if saving else 500,
+        save_total_limit=config.save_total_limit,
         eval_strategy="no",
         logging_strategy="no",
         report_to="none",
@@ -120,21 +191,35 @@ def train(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, records: S
         use_cpu=not _has_accelerator(),
         dataloader_num_workers=0,
         dataloader_drop_last=True,
+        ddp_find_unused_parameters=False,
     )
-    pad_id = tokenizer.pad_token_id
-    trainer = Trainer(
+    has_positions = "position_ids" in dataset.column_names
+    trainer = (Trainer if config.shuffle else _OrderedTrainer)(
         model=model,
         args=args,
-        train_dataset=to_train_dataset(tokenizer, records),
+        train_dataset=dataset,
         data_collator=lambda rows: pad_batch(
-            [r["input_ids"] for r in rows], [r["labels"] for r in rows], pad_id
+            [r["input_ids"] for r in rows], [r["labels"] for r in rows], pad_id,
+            [r["position_ids"] for r in rows] if has_positions else None,
         ),
-        callbacks=[callback],
+        callbacks=[callback, *callbacks],
     )
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
-    trainer.train()
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from is not None else None)
     return callback.curves
+
+
+CHECKPOINTS_DIR = "checkpoints"
+
+
+def _checkpoint_step(path: Path) -> int:
+    """The step a Trainer checkpoint directory (``checkpoint-<step>``) was saved at."""
+    try:
+        return int(Path(path).name.rsplit("-", 1)[1])
+    except (IndexError, ValueError):
+        raise SmolmixError("not a training checkpoint (expected checkpoint-<step>)",
+                           str(path)) from None
 
 
 def _has_accelerator() -> bool:

@@ -27,7 +27,8 @@ class TaskScore:
 
 
 def pad_batch(input_ids: Sequence[Sequence[int]], labels: Sequence[Sequence[int]],
-              pad_id: int) -> dict[str, torch.Tensor]:
+              pad_id: int, position_ids: Sequence[Sequence[int]] | None = None,
+              ) -> dict[str, torch.Tensor]:
     """Right-pad a batch to its longest row; padded labels are ignored."""
     width = max(len(row) for row in input_ids)
     ids = torch.full((len(input_ids), width), pad_id, dtype=torch.long)
@@ -37,7 +38,13 @@ def pad_batch(input_ids: Sequence[Sequence[int]], labels: Sequence[Sequence[int]
         ids[i, : len(row)] = torch.tensor(row)
         lab[i, : len(lrow)] = torch.tensor(lrow)
         att[i, : len(row)] = 1
-    return {"input_ids": ids, "labels": lab, "attention_mask": att}
+    batch = {"input_ids": ids, "labels": lab, "attention_mask": att}
+    if position_ids is not None:
+        pos = torch.zeros((len(input_ids), width), dtype=torch.long)
+        for i, prow in enumerate(position_ids):
+            pos[i, : len(prow)] = torch.tensor(prow)
+        batch["position_ids"] = pos
+    return batch
 
 
 class TeacherForcedEvaluator:
@@ -53,6 +60,15 @@ class TeacherForcedEvaluator:
             )
             for task, recs in eval_sets.items()
         }
+
+    @classmethod
+    def from_encoded(cls, pad_id: int, encoded: Mapping[str, dict[str, list[list[int]]]],
+                     batch_size: int = 256) -> TeacherForcedEvaluator:
+        """An evaluator over per-task examples already encoded (``input_ids``/``labels``)."""
+        evaluator = cls.__new__(cls)
+        evaluator.pad_id, evaluator.batch_size = pad_id, batch_size
+        evaluator.encoded = dict(encoded)
+        return evaluator
 
     @torch.no_grad()
     def __call__(self, model: PreTrainedModel) -> dict[str, TaskScore]:

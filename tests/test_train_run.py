@@ -1,0 +1,205 @@
+"""``smolmix train`` on a locally built model and a real mixture folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from transformers import AutoModelForCausalLM
+
+from smolmix.cli import main
+from smolmix.encoding import IGNORE_INDEX, encode_conversations, pack
+from smolmix.errors import SmolmixError
+from smolmix.train_config import load_run_config
+from smolmix.train_run import run_training
+
+
+def _config(tmp_path: Path, model: Path, mixture: Path, **extra) -> Path:
+    data = {"model": str(model), "mixture": str(mixture), "steps": 8, "batch_size": 8,
+            "learning_rate": 0.003, "eval": {"holdout_per_task": 16, "every": 4}, **extra}
+    path = tmp_path / "train.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _curves(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "curves.jsonl").read_text().splitlines()]
+
+
+def test_train_writes_a_complete_run(tmp_path, tiny_checkpoint, lab_mixture, capsys):
+    config = _config(tmp_path, tiny_checkpoint, lab_mixture)
+    assert main(["train", str(config), "--out", str(tmp_path / "run"), "--quiet",
+                 "--set", "steps=8"]) == 0
+    run = tmp_path / "run"
+    assert not (tmp_path / "run.partial").exists()
+    AutoModelForCausalLM.from_pretrained(run / "model")  # HF-native output
+    resolved = yaml.safe_load((run / "train_config.yaml").read_text())
+    assert resolved["steps"] == 8 and resolved["packing"] is False  # defaults filled in
+    rows = _curves(run)
+    assert sorted({r["step"] for r in rows}) == [0, 4, 8]
+    assert {r["task"] for r in rows} == {"copy", "reverse", "sort"}
+    assert all(r["count"] == 16 for r in rows)
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["steps"] == 8 and set(manifest["final"]) == {"copy", "reverse", "sort"}
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
+        "checkpoint-4", "checkpoint-8"]
+    # the loss goes down on every task: the run really trained
+    first = {r["task"]: r["loss"] for r in rows if r["step"] == 0}
+    assert all(manifest["final"][t]["loss"] < first[t] for t in first)
+    assert "exact match" in capsys.readouterr().out
+
+
+def test_held_out_examples_are_not_trained_on(tiny_checkpoint, lab_mixture):
+    from smolmix.train_run import load_mixture, rows_of, split_holdout
+
+    rows = rows_of(load_mixture(str(lab_mixture)))
+    train, held = split_holdout(rows, 10)
+    held_prompts = {r["prompt"] for rs in held.values() for r in rs}
+    assert all(len(rs) == 10 for rs in held.values())
+    assert not held_prompts & {r["prompt"] for r in train}
+
+
+def test_resumed_run_ends_like_an_uninterrupted_one(tmp_path, tiny_checkpoint, lab_mixture):
+    config = load_run_config(_config(tmp_path, tiny_checkpoint, lab_mixture, steps=12,
+                                     order="shuffle"))
+    whole = run_training(config, tmp_path / "whole", quiet=True)
+
+    calls = {"n": 0}
+
+    def interrupt_at_third_eval(tokenizer, held):
+        def scorer(model):
+            calls["n"] += 1
+            if calls["n"] == 3:  # the evaluation at step 8, before checkpoint-8 is saved
+                raise KeyboardInterrupt
+            return {}
+        return [scorer]
+
+    with pytest.raises(KeyboardInterrupt):
+        run_training(config, tmp_path / "cut", quiet=True, scorer_factory=interrupt_at_third_eval)
+    partial = tmp_path / "cut.partial"
+    assert not (tmp_path / "cut").exists()
+    assert [p.name for p in (partial / "checkpoints").iterdir()] == ["checkpoint-4"]
+    resumed = run_training(config, tmp_path / "cut", resume=True, quiet=True)
+    for task, metrics in whole["final"].items():
+        assert resumed["final"][task]["loss"] == pytest.approx(metrics["loss"], rel=1e-5)
+    steps = [(r["step"], r["task"]) for r in _curves(tmp_path / "cut")]
+    assert len(steps) == len(set(steps))  # no step evaluated twice after the resume
+    assert sorted({s for s, _ in steps}) == [0, 4, 8, 12]
+
+
+def test_lora_run_saves_adapter_and_merged_model(tmp_path, tiny_checkpoint, lab_mixture):
+    config = _config(tmp_path, tiny_checkpoint, lab_mixture, steps=4,
+                     lora={"r": 4, "target_modules": ["q_proj", "v_proj"]})
+    assert main(["train", str(config), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    assert (tmp_path / "run" / "adapter" / "adapter_config.json").is_file()
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "model")
+    assert not any("lora" in name for name, _ in model.named_parameters())
+
+
+def test_packing_fills_rows_and_keeps_positions_per_example(tmp_path, tiny_checkpoint,
+                                                            lab_mixture):
+    encoded = {"input_ids": [[1] * 5, [2] * 3, [3] * 4, [4] * 2],
+               "labels": [[-100, 1, 1, 1, 1], [2] * 3, [3] * 4, [4] * 2]}
+    packed = pack(encoded, max_length=7)
+    assert sorted(len(r) for r in packed["input_ids"]) == [7, 7]
+    for ids, pos in zip(packed["input_ids"], packed["position_ids"]):
+        assert len(ids) == len(pos) and pos[0] == 0
+    assert sorted(t for row in packed["input_ids"] for t in row) == sorted(
+        t for row in encoded["input_ids"] for t in row)
+    config = _config(tmp_path, tiny_checkpoint, lab_mixture, steps=4, packing=True,
+                     max_length=64)
+    assert main(["train", str(config), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["sequences"] < manifest["examples"]
+
+
+def test_chat_template_masks_everything_but_the_reply(tokenizer):
+    tokenizer.chat_template = ("{% for m in messages %}{{ m['content'] }} {% endfor %}"
+                               "{% if add_generation_prompt %}= {% endif %}")
+    try:
+        convo = [{"role": "user", "content": "copy 1 2"},
+                 {"role": "assistant", "content": "= 1 2"}]
+        enc = encode_conversations(tokenizer, [convo])
+        ids, labels = enc["input_ids"][0], enc["labels"][0]
+        target = [t for t in labels if t != IGNORE_INDEX]
+        assert tokenizer.decode(target) == tokenizer.decode(
+            tokenizer("1 2", add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id])
+        assert len(ids) == len(labels)
+        with pytest.raises(SmolmixError, match="assistant"):
+            encode_conversations(tokenizer, [convo[:1]])
+    finally:
+        tokenizer.chat_template = None
+
+
+def _error(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ")
+    return err[0]
+
+
+def test_bad_inputs_are_one_line_errors(tmp_path, tiny_checkpoint, lab_mixture, capsys):
+    out = tmp_path / "run"
+    args = ["--out", str(out), "--quiet"]
+    config = _config(tmp_path, tiny_checkpoint, lab_mixture)
+    cases = [
+        (["--set", f"model={tmp_path / 'nowhere'}"], "does not exist"),
+        (["--set", f"model={tmp_path}"], "no config.json"),
+        (["--set", f"mixture={tiny_checkpoint}"], "not a mixture folder"),
+        (["--set", "lora.target_modules=[nope_proj]"], "nope_proj"),
+        (["--set", "lernrate=1"], "lernrate"),
+        (["--set", "steps=-1"], "steps"),
+    ]
+    for extra, message in cases:
+        assert main(["train", str(config), *args, *extra]) == 2
+        assert message in _error(capsys)
+        assert not out.exists() and not (tmp_path / "run.partial").exists()
+
+
+def test_tokenizer_and_model_vocabulary_mismatch(tmp_path, tokenizer, lab_mixture, capsys):
+    from smolmix.models import build_model, build_tokenizer, get_size, save_checkpoint
+
+    small = build_tokenizer(["a", "b"])
+    save_checkpoint(build_model(get_size("xxs"), small, seed=0), small, tmp_path / "small")
+    tokenizer.save_pretrained(tmp_path / "big-tokenizer")
+    config = _config(tmp_path, tmp_path / "small", lab_mixture,
+                     tokenizer=str(tmp_path / "big-tokenizer"))
+    assert main(["train", str(config), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    assert "do not match" in _error(capsys)
+
+
+def test_resume_from_another_config_is_refused(tmp_path, tiny_checkpoint, lab_mixture, capsys):
+    config = _config(tmp_path, tiny_checkpoint, lab_mixture, steps=4)
+    assert main(["train", str(config), "--out", str(tmp_path / "a"), "--quiet"]) == 0
+    checkpoint = tmp_path / "a" / "checkpoints" / "checkpoint-4"
+    assert main(["train", str(config), "--out", str(tmp_path / "b"), "--quiet",
+                 "--set", "learning_rate=0.01", "--resume", str(checkpoint)]) == 2
+    assert "another model or config" in _error(capsys)
+    assert not (tmp_path / "b").exists()
+    assert main(["train", str(config), "--out", str(tmp_path / "c"), "--quiet",
+                 "--resume"]) == 2
+    assert "nothing to resume" in _error(capsys)
+
+
+def test_two_cpu_processes_through_accelerate_launch(tmp_path, tiny_checkpoint, lab_mixture):
+    config = _config(tmp_path, tiny_checkpoint, lab_mixture, steps=4)
+    smolmix = shutil.which("smolmix") or str(Path(sys.executable).parent / "smolmix")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
+         "2", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+         smolmix, "train", str(config), "--out", str(tmp_path / "run"), "--quiet"],
+        env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    run = tmp_path / "run"
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["processes"] == 2 and manifest["steps"] == 4
+    steps = [(r["step"], r["task"]) for r in _curves(run)]
+    assert len(steps) == len(set(steps)) == 6  # one process wrote: steps 0 and 4, 3 tasks
+    AutoModelForCausalLM.from_pretrained(run / "model")
+    assert done.stdout.count("wrote") == 1
