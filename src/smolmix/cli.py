@@ -36,6 +36,26 @@ def _int_list(flag: str):
     return parse
 
 
+def _float_list(flag: str):
+    def parse(text: str) -> list[float]:
+        try:
+            return [float(part) for part in _name_list(text)]
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{flag} takes numbers like 0,0.5,1, got {text!r}") from None
+    return parse
+
+
+def _tags(items: list[str]) -> dict[str, str]:
+    tags = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SmolmixError(f"expected KEY=VALUE, got {item!r}", "--tag")
+        tags[key.strip()] = value.strip()
+    return tags
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="smolmix", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -58,6 +78,37 @@ def build_parser() -> argparse.ArgumentParser:
                        help="continue an interrupted run (its latest checkpoint, or this one)")
     train.add_argument("--quiet", action="store_true", help="no progress output")
     train.set_defaults(func=_train)
+    ev = commands.add_parser("eval", help="generate, grade and score a model task by task")
+    ev.add_argument("model", help="checkpoint folder (e.g. RUN/model from smolmix train)")
+    ev.add_argument("--tasks", type=_name_list, action="extend", default=[],
+                    help="lab:NAME, gsm8k=PATH, math=PATH or task files (comma-separated)")
+    ev.add_argument("--out", type=Path, required=True, help="eval run directory to create")
+    ev.add_argument("--probe", choices=("needle",), help="run a probe instead of tasks")
+    ev.add_argument("--lengths", type=_int_list("--lengths"), help="needle: context lengths")
+    ev.add_argument("--depths", type=_float_list("--depths"), help="needle: depths in [0, 1]")
+    ev.add_argument("--trials", type=int, default=5, help="needle: trials per cell")
+    ev.add_argument("--mixture", type=Path, help="the training mixture (frequency buckets)")
+    ev.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
+                    help="label the run for smolmix gap, e.g. student=s cot=long")
+    ev.add_argument("--backend", default="auto", help="hf, vllm or auto (default)")
+    ev.add_argument("--batch-size", type=int, default=64)
+    ev.add_argument("--max-new-tokens", type=int, help="override every task's limit")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--quiet", action="store_true", help="no progress output")
+    ev.set_defaults(func=_eval)
+    grade = commands.add_parser("grade", help="grade predictions made elsewhere (no model)")
+    grade.add_argument("predictions", type=Path, help="JSONL, one prediction a line")
+    grade.add_argument("--prediction-field", default="prediction",
+                       help="field (dotted for nested, e.g. resps.0.0) with the generation")
+    grade.add_argument("--reference-field", default="reference", help="field with the answer")
+    grade.add_argument("--format", dest="answer_format", default="auto",
+                       help="auto, gsm8k, boxed, answer_is, last_number or exact")
+    grade.add_argument("--out", type=Path, help="write per-line verdicts (JSONL) here")
+    grade.set_defaults(func=_grade)
+    gap = commands.add_parser("gap", help="learnability gaps from tagged eval runs")
+    gap.add_argument("runs", type=Path, nargs="+", help="eval run directories")
+    gap.add_argument("--out", type=Path, help="write gaps.json and gaps.png here")
+    gap.set_defaults(func=_gap)
     lab = commands.add_parser("lab", help="synthetic studies that reproduce the findings on a CPU")
     studies = lab.add_subparsers(dest="study", required=True, parser_class=_Parser)
     rare = studies.add_parser("rare-tasks",
@@ -113,6 +164,46 @@ def _train(args: argparse.Namespace) -> None:
     print(f"wrote {args.out} ({summary['steps']} steps)")
 
 
+def _eval(args: argparse.Namespace) -> None:
+    if args.probe == "needle":
+        from smolmix.evaluate.needle_run import run_needle
+
+        print(run_needle(args.model, args.out, args.lengths, args.depths, args.trials,
+                         args.seed, args.batch_size, _tags(args.tag), quiet=args.quiet))
+        print(f"wrote {args.out}")
+        return
+    from smolmix.evaluate.run import run_eval, score_table
+    from smolmix.evaluate.tasks import resolve_tasks
+
+    if args.batch_size <= 0:
+        raise SmolmixError("must be positive", "--batch-size")
+    scores = run_eval(args.model, resolve_tasks(args.tasks), args.out, backend=args.backend,
+                      batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
+                      mixture=args.mixture, tags=_tags(args.tag), seed=args.seed,
+                      quiet=args.quiet)
+    print(score_table(scores))
+    print(f"wrote {args.out}")
+
+
+def _grade(args: argparse.Namespace) -> None:
+    from smolmix.evaluate.grading import grade_file
+
+    summary = grade_file(args.predictions, args.out, args.prediction_field,
+                         args.reference_field, args.answer_format)
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted(summary.reasons.items()))
+    print(f"accuracy {summary.accuracy:.4f} ({summary.correct}/{summary.total}); {reasons}")
+    if args.out:
+        print(f"wrote {args.out}")
+
+
+def _gap(args: argparse.Namespace) -> None:
+    from smolmix.evaluate.gap import gap_table, run_gap
+
+    print(gap_table(run_gap(args.runs, args.out)))
+    if args.out:
+        print(f"wrote {args.out}")
+
+
 def _lab_rare_tasks(args: argparse.Namespace) -> None:
     from smolmix.lab.rare_tasks import customize, get_preset, run_study
     from smolmix.report.html import reading, summary_table
@@ -125,6 +216,15 @@ def _lab_rare_tasks(args: argparse.Namespace) -> None:
     print(f"\nwrote {out}/report.html and {out}/results.json")
 
 
+def _silence_progress_bars() -> None:
+    """--quiet: no progress bars from transformers or datasets either."""
+    import datasets
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -132,6 +232,8 @@ def _interrupt(signum: int, frame: object) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)  # a kill cleans up like Ctrl-C
+    if getattr(args, "quiet", False):
+        _silence_progress_bars()
     try:
         args.func(args)
     except SmolmixError as exc:

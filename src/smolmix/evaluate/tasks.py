@@ -1,0 +1,197 @@
+"""Evaluation tasks described as data (as in lm-evaluation-harness): where the examples are,
+which fields hold the question and the reference, how to prompt, how to grade.
+
+A task file (YAML or JSON) holds one task or a list under ``tasks:``. Built-in kinds fill the
+defaults for GSM8K-style data (``question``/``answer`` with ``#### N``), MATH-style data
+(``problem``/``solution`` with ``\\boxed{}``) and the synthetic lab tasks. On the command
+line a task is ``NAME`` (a lab task, e.g. ``lab:sort``), ``gsm8k=PATH``, ``math=PATH`` or a
+task file.
+"""
+
+from __future__ import annotations
+
+import json
+import string
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from smolmix.errors import SmolmixError
+from smolmix.evaluate.extract import ANSWER_FORMATS
+from smolmix.recipe import invalid, read_yaml
+
+LAB_PREFIX = "lab:"
+
+
+class TaskSpec(BaseModel):
+    """One evaluation task."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    kind: Literal["custom", "gsm8k", "math", "lab"] = "custom"
+    path: str | None = Field(None, description="JSONL/JSON/Parquet/CSV file or datasets folder")
+    split: str | None = None
+    prompt_field: str | None = None
+    reference_field: str | None = None
+    prompt_template: str | None = Field(None, description="str.format over the row's fields")
+    answer_format: str | None = None
+    max_new_tokens: int | None = Field(None, gt=0)
+    stop: list[str] | None = None
+    limit: int | None = Field(None, gt=0, description="evaluate the first N examples")
+    bucket: str | None = Field(None, description="frequency bucket (rare, frequent, ...)")
+    count: int = Field(200, gt=0, description="lab tasks: examples generated")
+
+
+DEFAULTS = {
+    "gsm8k": {"prompt_field": "question", "reference_field": "answer",
+              "prompt_template": "Question: {question}\nAnswer:", "answer_format": "gsm8k",
+              "max_new_tokens": 256, "stop": ["\n\nQuestion:"]},
+    "math": {"prompt_field": "problem", "reference_field": "solution",
+             "prompt_template": "Problem: {problem}\nSolution:", "answer_format": "boxed",
+             "max_new_tokens": 512, "stop": ["\n\nProblem:"]},
+    "lab": {"prompt_field": "prompt", "reference_field": "completion",
+            "prompt_template": "{prompt}", "answer_format": "exact", "max_new_tokens": 32,
+            "stop": []},
+    "custom": {"prompt_field": "prompt", "reference_field": "answer", "answer_format": "auto",
+               "max_new_tokens": 256, "stop": []},
+}
+
+
+@dataclass(frozen=True)
+class Task:
+    """A resolved task: its settings and its examples (prompt text and reference)."""
+
+    spec: TaskSpec
+    prompts: list[str]
+    references: list[str]
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def setting(self, key: str):
+        value = getattr(self.spec, key)
+        return value if value is not None else DEFAULTS[self.spec.kind].get(key)
+
+
+def parse_task_arg(text: str) -> list[TaskSpec]:
+    """One ``--tasks`` item: ``lab:NAME``, ``gsm8k=PATH``, ``math=PATH`` or a task file."""
+    if text.startswith(LAB_PREFIX):
+        from smolmix.lab.tasks import TASKS
+
+        name = text[len(LAB_PREFIX):]
+        if name not in TASKS:
+            raise SmolmixError(f"unknown lab task {name!r}; known: {', '.join(sorted(TASKS))}",
+                               "--tasks")
+        return [TaskSpec(name=name, kind="lab")]
+    kind, sep, path = text.partition("=")
+    if sep and kind in ("gsm8k", "math"):
+        return [TaskSpec(name=Path(path).stem if kind not in Path(path).stem else kind,
+                         kind=kind, path=path)]
+    return load_task_file(Path(text))
+
+
+def load_task_file(path: Path) -> list[TaskSpec]:
+    """The tasks of a YAML/JSON task file; paths in it are relative to the file."""
+    if not path.exists():
+        raise SmolmixError(f"task {str(path)!r} is neither a lab task (lab:NAME), "
+                           "gsm8k=PATH, math=PATH nor an existing task file", "--tasks")
+    data, root = read_yaml(path, kind="task file")
+    items = data["tasks"] if "tasks" in data else [data]
+    if not isinstance(items, list) or not items:
+        raise SmolmixError("'tasks' must be a non-empty list", f"{path}:1")
+    specs = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise SmolmixError("each task must be a mapping", f"{path}:1")
+        if item.get("path") and not Path(item["path"]).is_absolute():
+            item = {**item, "path": str(path.parent / item["path"])}
+        try:
+            specs.append(TaskSpec.model_validate(item))
+        except ValidationError as exc:
+            node = root if "tasks" not in data else None
+            raise invalid(exc, node, path if node is not None else f"{path} tasks[{i}]") \
+                from None
+        _check_spec(specs[-1], str(path))
+    return specs
+
+
+def _check_spec(spec: TaskSpec, where: str) -> None:
+    if spec.kind != "lab" and not spec.path:
+        raise SmolmixError(f"task {spec.name!r}: missing 'path'", where)
+    fmt = spec.answer_format
+    if fmt is not None and fmt not in ANSWER_FORMATS:
+        raise SmolmixError(f"task {spec.name!r}: unknown answer_format {fmt!r}; known: "
+                           f"{', '.join(ANSWER_FORMATS)}", where)
+
+
+def load_task(spec: TaskSpec, seed: int = 0) -> Task:
+    """Read (or, for lab tasks, generate) the task's examples and build its prompts."""
+    if spec.kind == "lab":
+        from smolmix.lab.tasks import get_task, make_eval_set
+
+        records = make_eval_set(get_task(spec.name), spec.count, seed)
+        rows = [{"prompt": r.prompt, "completion": r.completion} for r in records]
+    else:
+        rows = _read_rows(spec)
+    if spec.limit is not None:
+        rows = rows[:spec.limit]
+    if not rows:
+        raise SmolmixError(f"task {spec.name!r} has no examples", str(spec.path))
+    task = Task(spec, [], [])
+    template = task.setting("prompt_template") or "{" + task.setting("prompt_field") + "}"
+    fields = {f for _, f, _, _ in string.Formatter().parse(template) if f}
+    needed = sorted(fields | {task.setting("reference_field")})
+    for i, row in enumerate(rows):
+        missing = [f for f in needed if f not in row or row[f] is None]
+        if missing:
+            raise SmolmixError(f"task {spec.name!r}: example {i} has no field {missing[0]!r}",
+                               str(spec.path or spec.name))
+        task.prompts.append(template.format(**row))
+        task.references.append(str(row[task.setting("reference_field")]))
+    return task
+
+
+def _read_rows(spec: TaskSpec) -> list[dict]:
+    path = Path(spec.path)
+    if not path.exists():
+        raise SmolmixError(f"task {spec.name!r}: data {spec.path!r} does not exist", "path")
+    if path.suffix.lower() in (".jsonl", ".json") and path.is_file():
+        rows = []
+        with open(path, encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, start=1):
+                if line.strip():
+                    try:
+                        rows.append(json.loads(line))
+                    except json.JSONDecodeError as exc:
+                        raise SmolmixError(f"malformed JSON ({exc.msg})",
+                                           f"{path}:{lineno}") from None
+        return rows
+    import datasets
+
+    if path.is_dir():
+        data = datasets.load_from_disk(str(path))
+        if isinstance(data, datasets.DatasetDict):
+            data = data[spec.split or next(iter(data))]
+    else:
+        kind = {".parquet": "parquet", ".csv": "csv"}.get(path.suffix.lower())
+        if kind is None:
+            raise SmolmixError(f"unsupported task data {path.suffix!r}", str(path))
+        data = datasets.load_dataset(kind, data_files=str(path), split="train")
+    return data.to_list()
+
+
+def resolve_tasks(args: Sequence[str]) -> list[TaskSpec]:
+    """Every ``--tasks`` item, with no name used twice."""
+    specs = [spec for text in args for spec in parse_task_arg(text)]
+    names = [s.name for s in specs]
+    for name in names:
+        if names.count(name) > 1:
+            raise SmolmixError(f"task {name!r} is given twice", "--tasks")
+    if not specs:
+        raise SmolmixError("no tasks given", "--tasks")
+    return specs
