@@ -15,14 +15,15 @@ from smolmix.errors import SmolmixError
 DEFAULT_DEPTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
-def default_lengths(max_positions: int) -> list[int]:
-    """Powers of two from 16 up to half the model's context, then three quarters of it
-    (room is left for the question's answer)."""
+def default_lengths(max_positions: int, shortest: int) -> list[int]:
+    """Powers of two from ``shortest`` up to half the model's context, then three quarters
+    of it (room is left for the answer)."""
     lengths, n = [], 16
     while n <= max_positions // 2:
-        lengths.append(n)
+        if n >= shortest:
+            lengths.append(n)
         n *= 2
-    return sorted({*lengths, max(8, max_positions * 3 // 4)})
+    return sorted({*lengths, max(shortest, max_positions * 3 // 4)})
 
 
 def run_needle(model_path: str, out: Path, lengths: Sequence[int] | None,
@@ -30,7 +31,7 @@ def run_needle(model_path: str, out: Path, lengths: Sequence[int] | None,
                batch_size: int = 8, tags: Mapping[str, str] | None = None,
                quiet: bool = False) -> str:
     """Run the probe on a checkpoint; return the accuracy grid as text."""
-    from smolmix.evaluate.needle import needle_probe, write_heatmap
+    from smolmix.evaluate.needle import needle_probe, shortest_length, write_heatmap
     from smolmix.models import load_checkpoint
     from smolmix.rundir import atomic_output, check_output_dir, write_manifest
     from smolmix.train_run import check_model_path
@@ -41,7 +42,8 @@ def run_needle(model_path: str, out: Path, lengths: Sequence[int] | None,
     check_output_dir(out, replace=False)
     check_model_path(model_path, "model")
     model, tokenizer = load_checkpoint(Path(model_path))
-    lengths = list(lengths or default_lengths(model.config.max_position_embeddings))
+    lengths = list(lengths or default_lengths(model.config.max_position_embeddings,
+                                              shortest_length(tokenizer)))
     depths = list(depths if depths is not None else DEFAULT_DEPTHS)
     result = needle_probe(model, tokenizer, lengths, depths, trials, seed, batch_size=batch_size)
     with atomic_output(out, replace=False) as work:
