@@ -49,6 +49,7 @@ class TrainConfig:
     shuffle: bool = True  # False: the dataset's own order (a staged mixture keeps its stages)
     save_every: int | None = None  # steps between resumable checkpoints (None: none)
     save_total_limit: int | None = None
+    gradient_checkpointing: bool = False  # recompute activations in backward: less memory
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "eval_every", "eval_batch_size", "grad_accum"):
@@ -192,6 +193,8 @@ def fit(model: PreTrainedModel, pad_id: int, dataset: Dataset,
         dataloader_num_workers=0,
         dataloader_drop_last=True,
         ddp_find_unused_parameters=False,
+        gradient_checkpointing=config.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False},
     )
     has_positions = "position_ids" in dataset.column_names
     trainer = (Trainer if config.shuffle else _OrderedTrainer)(

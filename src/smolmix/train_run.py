@@ -291,7 +291,8 @@ def run_training(config: RunConfig, out: Path, resume: bool | Path = False, quie
         eval_batch_size=config.eval.batch_size, seed=config.seed, grad_accum=config.grad_accum,
         lr_scheduler=config.lr_scheduler, shuffle=config.order == "shuffle",
         save_every=config.save_every or config.eval.every,
-        save_total_limit=config.save_total_limit)
+        save_total_limit=config.save_total_limit,
+        gradient_checkpointing=config.gradient_checkpointing)
     if state.is_main_process:
         if resume_from is None and partial.exists():
             shutil.rmtree(partial)  # a stale interrupted run: start over cleanly
