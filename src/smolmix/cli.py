@@ -109,6 +109,19 @@ def build_parser() -> argparse.ArgumentParser:
     gap.add_argument("runs", type=Path, nargs="+", help="eval run directories")
     gap.add_argument("--out", type=Path, help="write gaps.json and gaps.png here")
     gap.set_defaults(func=_gap)
+    diag = commands.add_parser("diagnose", help="why each task was or was not learned")
+    diag.add_argument("run", type=Path, help="a smolmix train run or a lab cell folder")
+    diag.add_argument("--tasks", type=_name_list, help="tasks to diagnose (default: all)")
+    diag.add_argument("--max-batches", type=int, default=4, help="held-out batches per task")
+    diag.add_argument("--batch-size", type=int, default=32)
+    diag.add_argument("--data", type=Path, help="held-out data: JSONL records or a mixture")
+    diag.add_argument("--isolation", type=Path, help="JSON {task: accuracy trained alone}")
+    diag.add_argument("--min-share", type=Path, help="JSON {task: smallest share learned}")
+    diag.add_argument("--retention-steps", type=int, default=20,
+                      help="steps on the task alone, then as many on the mixture")
+    diag.add_argument("--out", type=Path, help="write diagnosis.json here")
+    diag.add_argument("--quiet", action="store_true", help="no progress output")
+    diag.set_defaults(func=_diagnose)
     lab = commands.add_parser("lab", help="synthetic studies that reproduce the findings on a CPU")
     studies = lab.add_subparsers(dest="study", required=True, parser_class=_Parser)
     rare = studies.add_parser("rare-tasks",
@@ -202,6 +215,18 @@ def _gap(args: argparse.Namespace) -> None:
     print(gap_table(run_gap(args.runs, args.out)))
     if args.out:
         print(f"wrote {args.out}")
+
+
+def _diagnose(args: argparse.Namespace) -> None:
+    from smolmix.diagnose.run import diagnose, verdict_table
+
+    if args.retention_steps <= 0:
+        raise SmolmixError(f"must be positive, got {args.retention_steps}", "--retention-steps")
+    report = diagnose(args.run, args.tasks, args.max_batches, args.batch_size, args.data,
+                      args.isolation, args.min_share, args.retention_steps, out=args.out,
+                      quiet=args.quiet)
+    print(verdict_table(report))
+    print(f"({report['seconds']:.1f} s)" + (f"; wrote {args.out}" if args.out else ""))
 
 
 def _lab_rare_tasks(args: argparse.Namespace) -> None:

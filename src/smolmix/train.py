@@ -131,8 +131,10 @@ def to_train_dataset(tokenizer: PreTrainedTokenizerBase, records: Sequence[Recor
 
 def train(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, records: Sequence[Record],
           eval_sets: Mapping[str, Sequence[Record]], config: TrainConfig, run_dir: Path,
-          on_eval: Callable[[int, dict[str, TaskScore]], None] | None = None) -> list[dict]:
-    """Train ``model`` on ``records`` for ``config.steps`` steps; return the per-task curves.
+          on_eval: Callable[[int, dict[str, TaskScore]], None] | None = None,
+          scorers: Sequence[Scorer] = ()) -> list[dict]:
+    """Train ``model`` on ``records`` for ``config.steps`` steps; return the per-task curves
+    (``scorers`` add per-task metrics at each evaluation).
 
     The Trainer shuffles ``records`` with ``config.seed`` and cycles them if the run needs more
     examples than there are.
@@ -141,7 +143,7 @@ def train(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, records: S
         raise SmolmixError("no training records", "mixture")
     evaluator = TeacherForcedEvaluator(tokenizer, eval_sets, config.eval_batch_size)
     return fit(model, tokenizer.pad_token_id, to_train_dataset(tokenizer, records), evaluator,
-               config, run_dir, on_eval=on_eval)
+               config, run_dir, on_eval=on_eval, scorers=scorers)
 
 
 class _OrderedTrainer(Trainer):

@@ -69,6 +69,9 @@ def share_remedy(task: str, share: float | None, min_share: float | None) -> str
     if min_share is not None:
         return (f"raise {task}'s share to about {min_share:.0%} (the smallest share at which "
                 f"this size learned it in the boost sweep)")
+    if share is not None and share >= 0.2:
+        return (f"{task} already has {share:.0%} of the mixture; a larger share is unlikely to "
+                "help — train longer or use a larger model")
     if share:
         target = min(0.3, max(10 * share, 0.01))
         return (f"raise {task}'s share to about {target:.0%} (rule of thumb: 10x its current "

@@ -21,6 +21,7 @@ from pathlib import Path
 import yaml
 
 from smolmix.errors import SmolmixError, lookup
+from smolmix.lab import mechanism
 from smolmix.lab.runner import available_cores, run_cells
 from smolmix.lab.tasks import TASKS, TrainStream, get_task, make_eval_set, vocabulary
 from smolmix.mix.shares import zipf_shares
@@ -236,13 +237,20 @@ def run_cell(job: tuple[Preset, Cell, Path]) -> dict:
         steps=cell.steps, batch_size=preset.batch_size, learning_rate=preset.learning_rate,
         warmup_steps=preset.warmup_steps, eval_every=preset.eval_every, seed=cell.seed,
     )
-    curves = train(model, tokenizer, records, held_out, config, cell_dir)
+    natural = cell.kind == "natural"
+    held = mechanism.held_batches(tokenizer, held_out) if natural else {}
+    scorers = [mechanism.interference_scorer(held, cell.shares)] if natural else []
+    curves = train(model, tokenizer, records, held_out, config, cell_dir, scorers=scorers)
     save_checkpoint(model, tokenizer, cell_dir / "checkpoint")
+    measured = (mechanism.after_training(model, tokenizer, held, records, preset.rare_tasks,
+                                         cell.seed, preset.learning_rate, preset.batch_size)
+                if natural else None)
     by_task: dict[str, dict[str, list]] = {}
+    keys = ("step", "exact_match", "loss", *(("interference_others",) if natural else ()))
     for row in curves:
-        entry = by_task.setdefault(row["task"], {"step": [], "exact_match": [], "loss": []})
+        entry = by_task.setdefault(row["task"], {key: [] for key in keys})
         for key in entry:
-            entry[key].append(row[key])
+            entry[key].append(row.get(key))
     final_step = max(row["step"] for row in curves)
     final = {r["task"]: {k: r[k] for k in ("exact_match", "loss", "count")}
              for r in curves if r["step"] == final_step}
@@ -250,7 +258,7 @@ def run_cell(job: tuple[Preset, Cell, Path]) -> dict:
         "id": cell.id, "kind": cell.kind, "size": cell.size, "seed": cell.seed,
         "boost_share": cell.boost_share, "focus": cell.focus, "shares": cell.shares,
         "steps": cell.steps,
-        "final": final, "curves": by_task,
+        "final": final, "curves": by_task, "mechanism": measured,
         "train_seconds": round(time.perf_counter() - start, 2),
     }
 
@@ -312,6 +320,8 @@ def summarize(preset: Preset, cells: list[dict], params: dict[str, int]) -> dict
         "boost_acc": boost_acc, "boost_acc_std": boost_std,
         "min_share_to_learn": min_share,
         "learn_threshold": LEARN_THRESHOLD,
+        "mechanism": mechanism.summarize_mechanism(preset, cells),
+        "diagnosis": mechanism.lab_verdicts(preset, cells, min_share, LEARN_THRESHOLD),
     }
 
 
