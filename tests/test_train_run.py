@@ -95,7 +95,8 @@ def test_resumed_run_ends_like_an_uninterrupted_one(tmp_path, tiny_checkpoint, l
 
 def test_lora_run_saves_adapter_and_merged_model(tmp_path, tiny_checkpoint, lab_mixture):
     config = _config(tmp_path, tiny_checkpoint, lab_mixture, steps=4,
-                     lora={"r": 4, "target_modules": ["q_proj", "v_proj"]})
+                     lora={"r": 4, "target_modules": ["q_proj", "v_proj"]},
+                     gradient_checkpointing=True)
     assert main(["train", str(config), "--out", str(tmp_path / "run"), "--quiet"]) == 0
     assert (tmp_path / "run" / "adapter" / "adapter_config.json").is_file()
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "model")

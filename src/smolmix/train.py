@@ -195,8 +195,7 @@ def fit(model: PreTrainedModel, pad_id: int, dataset: Dataset,
         dataloader_num_workers=0,
         dataloader_drop_last=True,
         ddp_find_unused_parameters=False,
-        gradient_checkpointing=config.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False},
+        **(_checkpointing_args() if config.gradient_checkpointing else {}),
     )
     has_positions = "position_ids" in dataset.column_names
     trainer = (Trainer if config.shuffle else _OrderedTrainer)(
@@ -225,6 +224,15 @@ def _checkpoint_step(path: Path) -> int:
     except (IndexError, ValueError):
         raise SmolmixError("not a training checkpoint (expected checkpoint-<step>)",
                            str(path)) from None
+
+
+def _checkpointing_args() -> dict:
+    """Activation (gradient) checkpointing, under the name this transformers version uses."""
+    import inspect
+
+    name = ("activation_checkpointing" if "activation_checkpointing"
+            in inspect.signature(TrainingArguments).parameters else "gradient_checkpointing")
+    return {name: True, f"{name}_kwargs": {"use_reentrant": False}}
 
 
 def _has_accelerator() -> bool:

@@ -32,6 +32,9 @@ PLOT_CAPTIONS = {
              "the natural mixture, the dashed line the learning threshold.",
     "rare_vs_size": "Mean exact match on the rare tasks (in the mixture and trained alone) and "
                     "on the frequent tasks, against the number of parameters.",
+    "mechanism": "The mechanism in the natural mixture: interference from the other tasks on "
+                 "the rare tasks during training (negative undoes them), interference and "
+                 "retention against size, and MLP neurons held per task group.",
 }
 
 PLOT_FILES = {
@@ -39,6 +42,7 @@ PLOT_FILES = {
     "curves": "per-task learning curves on the natural mixture, one line per size.",
     "boost": "accuracy on the boost target against its share of the mixture.",
     "rare_vs_size": "rare (mixture and alone) and frequent accuracy against model size.",
+    "mechanism": "interference, retention and neurons per task group against size.",
 }
 
 FILES = (
@@ -371,6 +375,8 @@ def _meta_line(results: dict) -> str:
 
 def render_report(results: dict, plots: dict[str, str]) -> str:
     """The report page as an HTML string (see :func:`write_report`)."""
+    from smolmix.report.mechanism import mechanism_sentences, verdict_table_html
+
     header, rows = _table(results)
     sentences = "".join(f"<li>{_esc(s)}</li>" for s in reading(results))
     title = "smolmix lab: rare tasks"
@@ -387,6 +393,9 @@ def render_report(results: dict, plots: dict[str, str]) -> str:
 <p class="note">{_esc(_table_note(results))}</p>
 <h2>Plots</h2>
 {_figures(results, plots)}
+<h2>Mechanism and verdicts</h2>
+<ul>{"".join(f"<li>{_esc(s)}</li>" for s in mechanism_sentences(results))}</ul>
+{verdict_table_html(results)}
 <h2>Tasks</h2>
 {_tasks_table(results)}
 <h2>Preset</h2>

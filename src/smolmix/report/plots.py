@@ -357,6 +357,15 @@ PLOTS: dict[str, Callable[[dict], Figure | None]] = {
 }
 
 
+def _mechanism(results: dict) -> Figure | None:
+    from smolmix.report.mechanism import mechanism_figure
+
+    return mechanism_figure(results)
+
+
+PLOTS["mechanism"] = _mechanism
+
+
 def write_plots(results: dict, out_dir: Path) -> dict[str, str]:
     """Draw the run's plots into ``out_dir``; return ``{key: file name}`` of those written.
 
