@@ -68,3 +68,19 @@ def test_bad_diagnose_inputs(tmp_path, train_run, capsys):
     (no_data / "train_config.yaml").write_text(yaml.safe_dump(config))
     assert main(["diagnose", str(no_data), "--quiet"]) == 2
     assert "no held-out data" in _error(capsys)
+
+
+def test_logit_objective_attributes_every_neuron(tiny_checkpoint):
+    from smolmix.diagnose import neuron_allocation
+    from smolmix.errors import SmolmixError
+    from smolmix.lab import mechanism
+    from smolmix.lab.tasks import get_task, make_eval_set
+    from smolmix.models import load_checkpoint
+
+    model, tokenizer = load_checkpoint(tiny_checkpoint)
+    held = mechanism.held_batches(tokenizer, {t: make_eval_set(get_task(t), 20, 0)
+                                              for t in ("copy", "sort")})
+    neurons = neuron_allocation(model, held, objective="logit")
+    assert sum(neurons.counts().values()) == sum(neurons.sizes) > 0
+    with pytest.raises(SmolmixError, match="objective"):
+        neuron_allocation(model, held, objective="nope")

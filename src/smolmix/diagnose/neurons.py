@@ -107,8 +107,14 @@ class Neurons:
 def neuron_allocation(model: torch.nn.Module, batches: TaskBatches,
                       max_batches: int | None = None, dominance: float = 2.0,
                       unused: float = 0.01,
-                      positions: Literal["all", "targets"] = "all") -> Neurons:
+                      positions: Literal["all", "targets"] = "all",
+                      objective: Literal["loss", "logit"] = "loss") -> Neurons:
     """Attribute every MLP neuron to a task, ``shared`` or ``unused`` (see :class:`Neurons`).
+
+    ``objective="loss"`` attributes the summed target-token loss; its gradient vanishes on a
+    task the model has mastered, so such a task looks as if it held no neurons.
+    ``"logit"`` attributes the summed margin of the correct token's logit over the mean logit,
+    whose gradient does not vanish when the task is learned.
 
     ``positions="all"`` sums importance over every token position (the prompt's activations
     feed the targets through attention); ``"targets"`` only over the positions that predict a
@@ -117,6 +123,9 @@ def neuron_allocation(model: torch.nn.Module, batches: TaskBatches,
     """
     if dominance < 1:
         raise SmolmixError(f"dominance must be at least 1, got {dominance}", "dominance")
+    if objective not in ("loss", "logit"):
+        raise SmolmixError(f"objective must be 'loss' or 'logit', got {objective!r}",
+                           "objective")
     if positions not in ("all", "targets"):
         raise SmolmixError(f"positions must be 'all' or 'targets', got {positions!r}",
                            "positions")
@@ -147,7 +156,8 @@ def neuron_allocation(model: torch.nn.Module, batches: TaskBatches,
                     for c in captured:
                         c.clear()
                     where = f"batch {i} of task {task!r}"
-                    loss = batch_loss(model, batch, device, where) * count
+                    loss = (batch_loss(model, batch, device, where) * count
+                            if objective == "loss" else _target_margin(model, batch, device))
                     _accumulate(loss, captured, sums, _position_mask(batch, positions), where)
                 importance[task] = [s.cpu() / tokens if s is not None else None for s in sums]
     finally:
@@ -165,6 +175,16 @@ def neuron_allocation(model: torch.nn.Module, batches: TaskBatches,
              for layer in range(len(layers))]
     return Neurons(tasks=list(tasks), layers=layers, importance=importance, owner=owner,
                    dominance=dominance, unused=unused, positions=positions)
+
+
+def _target_margin(model: torch.nn.Module, batch, device: torch.device) -> torch.Tensor:
+    """Sum over target tokens of (correct-token logit − mean logit)."""
+    inputs = {k: v.to(device) for k, v in batch.items() if k != "labels"}
+    logits = model(**inputs).logits[:, :-1].float()
+    target = batch["labels"][:, 1:].to(device)
+    mask = target != IGNORE_INDEX
+    correct = logits.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return ((correct - logits.mean(-1)) * mask).sum()
 
 
 def _capture(store: list[torch.Tensor]) -> Callable:

@@ -184,7 +184,9 @@ def diagnose(run: Path, tasks: Sequence[str] | None = None, max_batches: int | N
         say(f"interference over {len(r.checkpoints)} checkpoints")
         curve = interference_over_checkpoints(r.checkpoints, held, weights, quiet=True)
     say("retention and neurons")
-    rate = lr or _learning_rate(r)
+    from smolmix.lab.mechanism import MIN_GAIN, RETENTION_LR_FACTOR
+
+    rate = lr or _learning_rate(r) * RETENTION_LR_FACTOR
     mixture_batches = _batches(tokenizer, mixture_rows[:retention_steps * batch_size],
                                batch_size, None)
     kept = {}
@@ -194,9 +196,10 @@ def diagnose(run: Path, tasks: Sequence[str] | None = None, max_batches: int | N
             kept[task] = {"retention": None, "reason": "no training examples of the task"}
             continue
         res = retention(model, _batches(tokenizer, own, batch_size, None), mixture_batches,
-                        retention_steps, retention_steps, rate, "adam", held_out=held[task])
+                        retention_steps, retention_steps, rate, "adam", held_out=held[task],
+                        min_gain=MIN_GAIN)
         kept[task] = {"retention": res.retention, "gain": res.gain, "reason": res.reason}
-    neurons = neuron_allocation(model, held)
+    neurons = neuron_allocation(model, held, objective="logit")
     iso, mins = r.controls(isolation, min_share)
     curves = curves_from_rows(r.curve_rows)
     verdicts = []

@@ -5,8 +5,10 @@
   per-task values go into the cell's curves (``interference_others`` is the other tasks'
   part over the task's own squared gradient norm: negative means they undo its progress).
 - After training: the retention probe on each rare task (``RETENTION_K`` Adam steps on the
-  task alone, then ``RETENTION_M`` steps of the cell's own mixture) and the neuron allocation
-  of the MLP neurons to tasks.
+  task alone, then ``RETENTION_M`` steps of the cell's own mixture, at a tenth of the training
+  learning rate — at the full rate a fresh Adam's first steps wreck a trained tiny model, and
+  the probe measures damage rather than retention) and the allocation of the MLP neurons to
+  tasks by activation × gradient of the correct-token logit margin.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from smolmix.records import Record
 RETENTION_K = 25
 RETENTION_M = 25
 RETENTION_SEED = 10_000
+RETENTION_LR_FACTOR = 0.1
+MIN_GAIN = 0.01  # nats: below this the task steps taught nothing and retention is undefined
 
 
 def batches(tokenizer, records: Sequence[Record], size: int) -> list[dict]:
@@ -61,10 +65,11 @@ def after_training(model, tokenizer, held: Mapping[str, list[dict]], mixture: Se
         stream = TrainStream(get_task(task), RETENTION_SEED + seed, set())
         own = batches(tokenizer, [stream.draw() for _ in range(RETENTION_K * batch_size)],
                       batch_size)
-        result = retention(model, own, mix_batches, RETENTION_K, RETENTION_M, lr, "adam",
-                           held_out=held[task])
+        result = retention(model, own, mix_batches, RETENTION_K, RETENTION_M,
+                           lr * RETENTION_LR_FACTOR, "adam", held_out=held[task],
+                           min_gain=MIN_GAIN)
         kept[task] = {"retention": _num(result.retention), "gain": _num(result.gain)}
-    neurons = neuron_allocation(model, held)
+    neurons = neuron_allocation(model, held, objective="logit")
     return {"retention": kept, "neurons": neurons.counts(),
             "neurons_total": int(sum(neurons.sizes))}
 
@@ -78,9 +83,18 @@ def _mean(values: Sequence[float | None]) -> float | None:
     return round(sum(kept) / len(kept), 4) if kept else None
 
 
+def _median(values: Sequence[float | None]) -> float | None:
+    kept = sorted(v for v in values if v is not None)
+    if not kept:
+        return None
+    mid = len(kept) // 2
+    return round(kept[mid] if len(kept) % 2 else (kept[mid - 1] + kept[mid]) / 2, 4)
+
+
 def summarize_mechanism(preset, cells: Sequence[dict]) -> dict:
-    """Per size (mean over seeds and tasks): interference on the rare and frequent tasks over
-    training, rare-task retention, and neurons held by rare and frequent tasks."""
+    """Per size, over seeds and tasks: mean interference on the rare and frequent tasks over
+    training, median rare-task retention (where defined), mean neurons held per rare and per
+    frequent task."""
     natural = [c for c in cells if c["kind"] == "natural" and c.get("mechanism")]
     out: dict = {"steps": [], "interference_rare": {}, "interference_frequent": {},
                  "interference_rare_final": [], "interference_frequent_final": [],
@@ -98,7 +112,7 @@ def summarize_mechanism(preset, cells: Sequence[dict]) -> dict:
             out[f"interference_{group}_final"].append(curve[-1])
             out[f"neurons_{group}"].append(_mean(
                 [c["mechanism"]["neurons"][t] for c in mine for t in tasks]))
-        out["retention_rare"].append(_mean(
+        out["retention_rare"].append(_median(
             [c["mechanism"]["retention"][t]["retention"] for c in mine
              for t in preset.rare_tasks]))
         out["neurons_shared"].append(_mean([c["mechanism"]["neurons"]["shared"] for c in mine]))
