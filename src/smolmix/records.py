@@ -48,8 +48,9 @@ def write_jsonl(records: Iterable[Record], path: Path) -> None:
             fh.write(json.dumps(rec.to_dict(), ensure_ascii=False, sort_keys=True) + "\n")
 
 
-def read_jsonl(path: Path) -> Iterator[Record]:
-    """Read records written by :func:`write_jsonl`; a bad line names file and line number."""
+def json_objects(path: Path) -> Iterator[tuple[str, dict]]:
+    """Each non-blank line of a JSONL file as (``file:line``, object); a line that is not a
+    JSON object is an error naming its file and line."""
     with open(path, encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, start=1):
             if not line.strip():
@@ -61,4 +62,10 @@ def read_jsonl(path: Path) -> Iterator[Record]:
                 raise SmolmixError(f"malformed JSON ({exc.msg})", where) from None
             if not isinstance(data, dict):
                 raise SmolmixError("line is not a JSON object", where)
-            yield Record.from_dict(data, where)
+            yield where, data
+
+
+def read_jsonl(path: Path) -> Iterator[Record]:
+    """Read records written by :func:`write_jsonl`; a bad line names file and line number."""
+    for where, data in json_objects(path):
+        yield Record.from_dict(data, where)

@@ -24,6 +24,7 @@ from smolmix.errors import SmolmixError, lookup
 from smolmix.evaluate.equivalence import clean, compare
 from smolmix.evaluate.extract import ANSWER_FORMATS, EXTRACTORS, MAX_ANSWER, reference_answer
 from smolmix.evaluate.mathverify import DIFFERENT, EQUAL, TIMEOUT, MathVerify, default_pool
+from smolmix.records import json_objects
 
 MAX_NESTING = 20  # brackets deeper than this are not sent to math-verify
 _BRACKET = re.compile(r"[{}()\[\]]")
@@ -173,23 +174,12 @@ def read_pairs(path: Path, prediction_field: str = "prediction",
     """Line numbers, predictions and references of a JSONL file (blank lines skipped)."""
     lines, predictions, references = [], [], []
     try:
-        fh = open(path, encoding="utf-8")
-    except OSError as exc:
-        raise SmolmixError(f"cannot read predictions ({exc.strerror})", str(path)) from None
-    with fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise SmolmixError(f"malformed JSON ({exc.msg})", where) from None
-            if not isinstance(data, dict):
-                raise SmolmixError("line is not a JSON object", where)
+        for where, data in json_objects(path):
             predictions.append(get_field(data, prediction_field, where))
             references.append(get_field(data, reference_field, where))
-            lines.append(lineno)
+            lines.append(int(where.rsplit(":", 1)[1]))
+    except OSError as exc:
+        raise SmolmixError(f"cannot read predictions ({exc.strerror})", str(path)) from None
     if not lines:
         raise SmolmixError("no predictions in the file", str(path))
     return lines, predictions, references

@@ -10,7 +10,6 @@ task file.
 
 from __future__ import annotations
 
-import json
 import string
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -161,16 +160,9 @@ def _read_rows(spec: TaskSpec) -> list[dict]:
     if not path.exists():
         raise SmolmixError(f"task {spec.name!r}: data {spec.path!r} does not exist", "path")
     if path.suffix.lower() in (".jsonl", ".json") and path.is_file():
-        rows = []
-        with open(path, encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, start=1):
-                if line.strip():
-                    try:
-                        rows.append(json.loads(line))
-                    except json.JSONDecodeError as exc:
-                        raise SmolmixError(f"malformed JSON ({exc.msg})",
-                                           f"{path}:{lineno}") from None
-        return rows
+        from smolmix.records import json_objects
+
+        return [data for _, data in json_objects(path)]
     import datasets
 
     if path.is_dir():
