@@ -71,10 +71,8 @@ def hand_loop(model, batches: list[dict], lr: float, warmup: int) -> float:
 def smolmix_loop(model, tokenizer, batches: list[dict], lr: float, warmup: int,
                  batch_size: int) -> float:
     """Seconds of :func:`smolmix.train.fit` on the same batches."""
-    from datasets import Dataset
-
     from smolmix.evaluate.teacher_forced import TeacherForcedEvaluator
-    from smolmix.train import TrainConfig, fit
+    from smolmix.train import TokenDataset, TrainConfig, fit
 
     rows = {"input_ids": [], "labels": []}
     for batch in batches:
@@ -83,7 +81,7 @@ def smolmix_loop(model, tokenizer, batches: list[dict], lr: float, warmup: int,
             n = int(mask.sum())
             rows["input_ids"].append(ids[:n].tolist())
             rows["labels"].append(labels[:n].tolist())
-    dataset = Dataset.from_dict(rows)
+    dataset = TokenDataset(rows)
     evaluator = TeacherForcedEvaluator.from_encoded(tokenizer.pad_token_id, {})
     config = TrainConfig(steps=len(batches), batch_size=batch_size, learning_rate=lr,
                          warmup_steps=warmup, eval_every=10**9, shuffle=False)

@@ -234,11 +234,10 @@ def run_training(config: RunConfig, out: Path, resume: bool | Path = False, quie
     from that checkpoint. ``scorer_factory(tokenizer, eval_rows)`` may add generation scorers.
     """
     from accelerate import PartialState
-    from datasets import Dataset
 
     from smolmix.evaluate.teacher_forced import TeacherForcedEvaluator
     from smolmix.rundir import write_manifest
-    from smolmix.train import TrainConfig, fit
+    from smolmix.train import TokenDataset, TrainConfig, fit
 
     state = PartialState()
     if quiet or not state.is_main_process:
@@ -273,7 +272,7 @@ def run_training(config: RunConfig, out: Path, resume: bool | Path = False, quie
     cut = truncate(encoded, config.max_length)
     if config.packing:
         encoded = pack(encoded, config.max_length)
-    dataset = Dataset.from_dict(encoded)
+    dataset = TokenDataset(encoded)
     per_step = config.batch_size * config.grad_accum * state.num_processes
     steps = config.steps or max(1, math.floor(config.epochs * len(dataset) / per_step))
     if config.lora is not None:
