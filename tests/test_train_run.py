@@ -35,7 +35,8 @@ def _curves(run: Path) -> list[dict]:
 def test_train_writes_a_complete_run(tmp_path, tiny_checkpoint, lab_mixture, capsys):
     config = _config(tmp_path, tiny_checkpoint, lab_mixture)
     assert main(["train", str(config), "--out", str(tmp_path / "run"), "--quiet",
-                 "--set", "steps=8"]) == 0
+                 "--set", "steps=8", "--set", "eval.generate.max_new_tokens=8",
+                 "--set", "eval.generate.examples=8"]) == 0
     run = tmp_path / "run"
     assert not (tmp_path / "run.partial").exists()
     AutoModelForCausalLM.from_pretrained(run / "model")  # HF-native output
@@ -45,6 +46,7 @@ def test_train_writes_a_complete_run(tmp_path, tiny_checkpoint, lab_mixture, cap
     assert sorted({r["step"] for r in rows}) == [0, 4, 8]
     assert {r["task"] for r in rows} == {"copy", "reverse", "sort"}
     assert all(r["count"] == 16 for r in rows)
+    assert all(0 <= r["generation_accuracy"] <= 1 for r in rows)  # graded generations
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["steps"] == 8 and set(manifest["final"]) == {"copy", "reverse", "sort"}
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [

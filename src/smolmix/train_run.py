@@ -166,6 +166,42 @@ def by_task(rows: Sequence[dict]) -> dict[str, list[dict]]:
     return dict(sorted(groups.items()))
 
 
+def generation_scorer(tokenizer, held: dict[str, list[dict]], spec):
+    """A curve scorer: greedy generation on each task's held-out prompts, graded against the
+    answer (or the completion) with ``spec.answer_format``."""
+    from smolmix.evaluate.generate import generate
+    from smolmix.evaluate.grading import grade_many
+
+    tasks = {}
+    for task, rows in held.items():
+        rows = rows[:spec.examples] if spec.examples else rows
+        prompts = [_prompt_text(tokenizer, r) for r in rows]
+        references = [r.get("answer") or _reply(r) for r in rows]
+        tasks[task] = (prompts, references)
+
+    def score(model) -> dict[str, dict[str, float]]:
+        out = {}
+        for task, (prompts, references) in tasks.items():
+            texts = generate(model, tokenizer, prompts, spec.max_new_tokens,
+                             batch_size=spec.batch_size)
+            verdicts = grade_many(texts, references, spec.answer_format)
+            out[task] = {"generation_accuracy": sum(v.correct for v in verdicts) / len(verdicts)}
+        return out
+
+    return score
+
+
+def _prompt_text(tokenizer, row: dict) -> str:
+    if row.get("messages"):
+        return tokenizer.apply_chat_template(row["messages"][:-1], tokenize=False,
+                                             add_generation_prompt=True)
+    return row["prompt"]
+
+
+def _reply(row: dict) -> str:
+    return row["messages"][-1]["content"] if row.get("messages") else row["completion"]
+
+
 # --- LoRA -------------------------------------------------------------------------------------
 
 
@@ -283,6 +319,13 @@ def run_training(config: RunConfig, out: Path, resume: bool | Path = False, quie
     evaluator = TeacherForcedEvaluator.from_encoded(tokenizer.pad_token_id, held_encoded,
                                                     config.eval.batch_size)
     scorers = scorer_factory(tokenizer, held) if scorer_factory and held else []
+    if config.eval.generate is not None and held:
+        from smolmix.errors import lookup
+        from smolmix.evaluate.extract import EXTRACTORS
+
+        lookup(EXTRACTORS, config.eval.generate.answer_format, "answer format",
+               "eval.generate.answer_format")
+        scorers.append(generation_scorer(tokenizer, held, config.eval.generate))
     train_config = TrainConfig(
         steps=steps, batch_size=config.batch_size, learning_rate=config.learning_rate,
         warmup_steps=config.warmup_steps, weight_decay=config.weight_decay,
