@@ -163,8 +163,11 @@ def summary_table(results: dict) -> str:
 
 def reading(results: dict) -> list[str]:
     """Plain-language sentences that read the result from the run's numbers."""
+    from smolmix.report.mechanism import mechanism_sentences
+
     sentences = [_size_sentence(results), _frequent_sentence(results),
-                 _isolation_sentence(results), _boost_sentence(results)]
+                 _isolation_sentence(results), _boost_sentence(results),
+                 *mechanism_sentences(results)]
     return [s for s in sentences if s]
 
 
@@ -375,7 +378,7 @@ def _meta_line(results: dict) -> str:
 
 def render_report(results: dict, plots: dict[str, str]) -> str:
     """The report page as an HTML string (see :func:`write_report`)."""
-    from smolmix.report.mechanism import mechanism_sentences, verdict_table_html
+    from smolmix.report.mechanism import verdict_table_html
 
     header, rows = _table(results)
     sentences = "".join(f"<li>{_esc(s)}</li>" for s in reading(results))
@@ -393,8 +396,7 @@ def render_report(results: dict, plots: dict[str, str]) -> str:
 <p class="note">{_esc(_table_note(results))}</p>
 <h2>Plots</h2>
 {_figures(results, plots)}
-<h2>Mechanism and verdicts</h2>
-<ul>{"".join(f"<li>{_esc(s)}</li>" for s in mechanism_sentences(results))}</ul>
+<h2>Verdicts per rare task</h2>
 {verdict_table_html(results)}
 <h2>Tasks</h2>
 {_tasks_table(results)}

@@ -45,8 +45,8 @@ def mechanism_figure(results: dict) -> Figure | None:
            label="neurons per rare task")
     c.plot(params, _values(mech["neurons_frequent"]), "^-", color="steelblue",
            label="neurons per frequent task")
-    c.plot(params, _values(mech["neurons_shared"]), "s:", color="gray", label="shared neurons")
-    c.set_title("MLP neurons held (activation × gradient)", fontsize=10)
+    shared = ", ".join(f"{v:.0f}" for v in _values(mech["neurons_shared"]))
+    c.set_title(f"MLP neurons held per task (shared: {shared})", fontsize=9)
     for ax in (b, c):
         ax.set_xscale("log")
         ax.set_xticks(params, [f"{s['name']}\n{fmt_params(p)}" for s, p in zip(sizes, params)],
