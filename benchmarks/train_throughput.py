@@ -32,15 +32,14 @@ WIDE = dict(hidden=256, layers=4, heads=8, intermediate=688)  # ~3M parameters
 def batches_for(tokenizer, steps: int, batch_size: int, seed: int = 0) -> list[dict]:
     """``steps`` fixed batches of lab examples (three tasks), right-padded."""
     from smolmix.encoding import encode_prompt_completion
-    from smolmix.evaluate.teacher_forced import pad_batch
+    from smolmix.evaluate.teacher_forced import padded_batches
     from smolmix.lab.tasks import TrainStream, get_task
 
     streams = [TrainStream(get_task(t), seed, set()) for t in ("copy", "reverse", "sort")]
     records = [streams[i % 3].draw() for i in range(steps * batch_size)]
     enc = encode_prompt_completion(tokenizer, [r.prompt for r in records],
                                    [r.completion for r in records])
-    return [pad_batch(enc["input_ids"][i:i + batch_size], enc["labels"][i:i + batch_size],
-                      tokenizer.pad_token_id) for i in range(0, len(records), batch_size)]
+    return padded_batches(enc, batch_size, tokenizer.pad_token_id)
 
 
 def make_model(size: str, tokenizer):

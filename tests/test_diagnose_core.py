@@ -15,7 +15,7 @@ from smolmix.diagnose import (
 from smolmix.diagnose.neurons import down_projections
 from smolmix.encoding import encode_prompt_completion
 from smolmix.errors import SmolmixError
-from smolmix.evaluate.teacher_forced import pad_batch
+from smolmix.evaluate.teacher_forced import padded_batches
 from smolmix.lab.tasks import TASKS, make_eval_set
 from smolmix.models import build_model, get_size, parameter_count, save_checkpoint
 
@@ -152,8 +152,7 @@ def lab_batches(tokenizer, tasks, per_task, size, seed=0):
         recs = make_eval_set(TASKS[name], per_task * size, seed=seed)
         enc = encode_prompt_completion(tokenizer, [r.prompt for r in recs],
                                        [r.completion for r in recs])
-        out[name] = [pad_batch(enc["input_ids"][i:i + size], enc["labels"][i:i + size],
-                               tokenizer.pad_token_id) for i in range(0, len(recs), size)]
+        out[name] = padded_batches(enc, size, tokenizer.pad_token_id)
     return out
 
 

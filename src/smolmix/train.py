@@ -25,9 +25,9 @@ from transformers import (
 )
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-from smolmix.encoding import IGNORE_INDEX, encode_prompt_completion
+from smolmix.encoding import encode_prompt_completion
 from smolmix.errors import SmolmixError
-from smolmix.evaluate.teacher_forced import TaskScore, TeacherForcedEvaluator
+from smolmix.evaluate.teacher_forced import TaskScore, TeacherForcedEvaluator, collate
 from smolmix.records import Record
 
 CURVES_FILE = "curves.jsonl"
@@ -125,8 +125,8 @@ def _write_rows(path: Path, rows: Sequence[dict], mode: str) -> None:
 
 class TokenDataset(TorchDataset):
     """Encoded examples held as flat int32 arrays (``input_ids``, ``labels``, optional
-    ``position_ids``) with row offsets: compact, and a batch is padded with numpy slices
-    instead of per-row tensor building (the per-step cost that shows on tiny models)."""
+    ``position_ids``) with row offsets: compact, and :func:`collate` pads a batch of them with
+    numpy slices instead of per-row tensor building (the per-step cost on tiny models)."""
 
     KEYS = ("input_ids", "labels", "position_ids")
 
@@ -144,22 +144,6 @@ class TokenDataset(TorchDataset):
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
         start, stop = self.offsets[index], self.offsets[index + 1]
         return {key: col[start:stop] for key, col in self.columns.items()}
-
-
-def collate(rows: Sequence[Mapping[str, np.ndarray]], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-pad a batch of :class:`TokenDataset` rows (as :func:`pad_batch` does)."""
-    width = max(len(r["input_ids"]) for r in rows)
-    fill = {"input_ids": pad_id, "labels": IGNORE_INDEX, "position_ids": 0}
-    out = {key: np.full((len(rows), width), fill[key], dtype=np.int64)
-           for key in rows[0]}
-    mask = np.zeros((len(rows), width), dtype=np.int64)
-    for i, row in enumerate(rows):
-        n = len(row["input_ids"])
-        for key, values in row.items():
-            out[key][i, :n] = values
-        mask[i, :n] = 1
-    return {**{k: torch.from_numpy(v) for k, v in out.items()},
-            "attention_mask": torch.from_numpy(mask)}
 
 
 def to_train_dataset(tokenizer: PreTrainedTokenizerBase, records: Sequence[Record]
@@ -274,6 +258,5 @@ def _checkpointing_args() -> dict:
 
 
 def _has_accelerator() -> bool:
-    import torch
 
     return torch.cuda.is_available()

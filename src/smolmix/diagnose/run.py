@@ -129,12 +129,10 @@ class _Run:
 
 
 def _batches(tokenizer, rows: Sequence[dict], size: int, limit: int | None) -> list[dict]:
-    from smolmix.evaluate.teacher_forced import pad_batch
+    from smolmix.evaluate.teacher_forced import padded_batches
     from smolmix.train_run import encode_rows
 
-    enc = encode_rows(tokenizer, rows)
-    out = [pad_batch(enc["input_ids"][i:i + size], enc["labels"][i:i + size],
-                     tokenizer.pad_token_id) for i in range(0, len(rows), size)]
+    out = padded_batches(encode_rows(tokenizer, rows), size, tokenizer.pad_token_id)
     return out[:limit] if limit else out
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -26,25 +27,34 @@ class TaskScore:
     count: int
 
 
+def collate(rows: Sequence[Mapping[str, Sequence[int]]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad a batch of examples (``input_ids``, ``labels``, optional ``position_ids``) to
+    its longest row; padded labels are ignored, ``attention_mask`` marks the real tokens."""
+    width = max(len(r["input_ids"]) for r in rows)
+    fill = {"input_ids": pad_id, "labels": IGNORE_INDEX, "position_ids": 0}
+    out = {key: np.full((len(rows), width), fill[key], dtype=np.int64) for key in rows[0]}
+    mask = np.zeros((len(rows), width), dtype=np.int64)
+    for i, row in enumerate(rows):
+        for key, values in row.items():
+            out[key][i, :len(values)] = values
+        mask[i, :len(row["input_ids"])] = 1
+    return {**{k: torch.from_numpy(v) for k, v in out.items()},
+            "attention_mask": torch.from_numpy(mask)}
+
+
 def pad_batch(input_ids: Sequence[Sequence[int]], labels: Sequence[Sequence[int]],
-              pad_id: int, position_ids: Sequence[Sequence[int]] | None = None,
-              ) -> dict[str, torch.Tensor]:
-    """Right-pad a batch to its longest row; padded labels are ignored."""
-    width = max(len(row) for row in input_ids)
-    ids = torch.full((len(input_ids), width), pad_id, dtype=torch.long)
-    lab = torch.full((len(input_ids), width), IGNORE_INDEX, dtype=torch.long)
-    att = torch.zeros((len(input_ids), width), dtype=torch.long)
-    for i, (row, lrow) in enumerate(zip(input_ids, labels)):
-        ids[i, : len(row)] = torch.tensor(row)
-        lab[i, : len(lrow)] = torch.tensor(lrow)
-        att[i, : len(row)] = 1
-    batch = {"input_ids": ids, "labels": lab, "attention_mask": att}
-    if position_ids is not None:
-        pos = torch.zeros((len(input_ids), width), dtype=torch.long)
-        for i, prow in enumerate(position_ids):
-            pos[i, : len(prow)] = torch.tensor(prow)
-        batch["position_ids"] = pos
-    return batch
+              pad_id: int) -> dict[str, torch.Tensor]:
+    """:func:`collate` of parallel ``input_ids`` / ``labels`` lists."""
+    return collate([{"input_ids": ids, "labels": lab} for ids, lab in zip(input_ids, labels)],
+                   pad_id)
+
+
+def padded_batches(encoded: Mapping[str, Sequence[Sequence[int]]], size: int,
+                   pad_id: int) -> list[dict[str, torch.Tensor]]:
+    """Encoded examples (``input_ids``/``labels``) as consecutive padded batches of ``size``."""
+    ids, labels = encoded["input_ids"], encoded["labels"]
+    return [pad_batch(ids[i:i + size], labels[i:i + size], pad_id)
+            for i in range(0, len(ids), size)]
 
 
 class TeacherForcedEvaluator:
@@ -78,9 +88,7 @@ class TeacherForcedEvaluator:
         scores = {}
         for task, enc in self.encoded.items():
             loss_sum, tokens, correct = 0.0, 0, 0
-            for start in range(0, len(enc["input_ids"]), self.batch_size):
-                batch = pad_batch(enc["input_ids"][start : start + self.batch_size],
-                                  enc["labels"][start : start + self.batch_size], self.pad_id)
+            for batch in padded_batches(enc, self.batch_size, self.pad_id):
                 batch = {k: v.to(device) for k, v in batch.items()}
                 logits = model(input_ids=batch["input_ids"],
                                attention_mask=batch["attention_mask"]).logits[:, :-1].float()

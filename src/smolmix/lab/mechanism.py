@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 
 from smolmix.diagnose import interference, neuron_allocation, retention, task_gradients
 from smolmix.encoding import encode_prompt_completion
-from smolmix.evaluate.teacher_forced import pad_batch
+from smolmix.evaluate.teacher_forced import padded_batches
 from smolmix.records import Record
 
 RETENTION_K = 25
@@ -32,8 +32,7 @@ def batches(tokenizer, records: Sequence[Record], size: int) -> list[dict]:
     """Records as padded batches of ``size``."""
     enc = encode_prompt_completion(tokenizer, [r.prompt for r in records],
                                    [r.completion for r in records])
-    return [pad_batch(enc["input_ids"][i:i + size], enc["labels"][i:i + size],
-                      tokenizer.pad_token_id) for i in range(0, len(records), size)]
+    return padded_batches(enc, size, tokenizer.pad_token_id)
 
 
 def held_batches(tokenizer, eval_sets: Mapping[str, Sequence[Record]]) -> dict[str, list[dict]]:
