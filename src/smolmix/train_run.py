@@ -352,6 +352,9 @@ def run_training(config: RunConfig, out: Path, resume: bool | Path = False, quie
             print(f"interrupted: checkpoints kept in {partial}; continue with --resume",
                   file=sys.stderr)
         raise
+    # Every process must be done writing (each saves its RNG state into the checkpoints)
+    # before the main one renames the run folder.
+    state.wait_for_everyone()
     summary = {"steps": steps, "sequences": len(dataset), "examples": len(rows),
                "target_tokens": tokens, "truncated": cut, "packing": config.packing,
                "processes": state.num_processes, "fingerprint": config.fingerprint(),
