@@ -15,26 +15,12 @@ Usage: python benchmarks/diagnose_cost.py [--lab runs/rare-tasks-quick] [--skip-
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from smollm2_memory import build  # noqa: E402  (the same model and mixture)
-
-
-def measure(argv: list[str]) -> tuple[float, float]:
-    """Peak RSS (GiB) and wall seconds of one command in its own process."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    err = proc.stderr.read().decode() if proc.stderr else ""
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{' '.join(argv[2:5])} failed:\n{err[-2000:]}")
-    return usage.ru_maxrss / 2**20, time.perf_counter() - start
+from smollm2_memory import build, measure  # noqa: E402  (the same model, mixture, measure)
 
 
 def two_task_mixture(work: Path) -> Path:

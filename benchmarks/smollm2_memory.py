@@ -62,7 +62,7 @@ def measure(argv: list[str]) -> tuple[float, float]:
     _, status, usage = os.wait4(proc.pid, 0)
     err = proc.stderr.read().decode() if proc.stderr else ""
     if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{' '.join(argv[:3])} failed:\n{err[-2000:]}")
+        raise SystemExit(f"{' '.join(argv[2:5])} failed:\n{err[-2000:]}")
     return usage.ru_maxrss / 2**20, time.perf_counter() - start
 
 

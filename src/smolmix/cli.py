@@ -26,23 +26,16 @@ def _name_list(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-def _int_list(flag: str):
-    def parse(text: str) -> list[int]:
+def _number_list(flag: str, kind: type = int, example: str = "0,1"):
+    """An argparse type: comma-separated ``kind`` values, an error naming ``flag``."""
+    noun = "integers" if kind is int else "numbers"
+
+    def parse(text: str) -> list:
         try:
-            return [int(part) for part in _name_list(text)]
+            return [kind(part) for part in _name_list(text)]
         except ValueError:
             raise argparse.ArgumentTypeError(
-                f"{flag} takes integers like 0,1, got {text!r}") from None
-    return parse
-
-
-def _float_list(flag: str):
-    def parse(text: str) -> list[float]:
-        try:
-            return [float(part) for part in _name_list(text)]
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"{flag} takes numbers like 0,0.5,1, got {text!r}") from None
+                f"{flag} takes {noun} like {example}, got {text!r}") from None
     return parse
 
 
@@ -84,8 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="lab:NAME, gsm8k=PATH, math=PATH or task files (comma-separated)")
     ev.add_argument("--out", type=Path, required=True, help="eval run directory to create")
     ev.add_argument("--probe", choices=("needle",), help="run a probe instead of tasks")
-    ev.add_argument("--lengths", type=_int_list("--lengths"), help="needle: context lengths")
-    ev.add_argument("--depths", type=_float_list("--depths"), help="needle: depths in [0, 1]")
+    ev.add_argument("--lengths", type=_number_list("--lengths"), help="needle: context lengths")
+    ev.add_argument("--depths", type=_number_list("--depths", float, "0,0.5,1"),
+                    help="needle: depths in [0, 1]")
     ev.add_argument("--trials", type=int, default=5, help="needle: trials per cell")
     ev.add_argument("--mixture", type=Path, help="the training mixture (frequency buckets)")
     ev.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
@@ -128,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
                               help="small models fail on rare tasks; boosting fixes it")
     rare.add_argument("--preset", default="quick", help="quick (default), full or smoke")
     rare.add_argument("--sizes", type=_name_list, help="ladder sizes, e.g. xs,s,m,l,xl")
-    rare.add_argument("--seeds", type=_int_list("--seeds"), help="seeds, e.g. 0,1")
+    rare.add_argument("--seeds", type=_number_list("--seeds"), help="seeds, e.g. 0,1")
     rare.add_argument("--steps", type=int, help="training steps per cell")
     rare.add_argument("--tasks", type=_name_list,
                       help="tasks, most frequent first; the last three are the rare tasks")

@@ -24,3 +24,10 @@ def lookup(registry: Mapping[str, T], name: str, kind: str, where: str) -> T:
     except KeyError:
         known = ", ".join(registry)
         raise SmolmixError(f"unknown {kind} {name!r}; known: {known}", where) from None
+
+
+def first_line(exc: BaseException, limit: int | None = None) -> str:
+    """The first line of an exception's message (its type name when empty), for a one-line
+    error; ``limit`` caps its length."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__

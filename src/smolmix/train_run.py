@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from smolmix.encoding import encode_conversations, encode_prompt_completion, pack, truncate
-from smolmix.errors import SmolmixError
+from smolmix.errors import SmolmixError, first_line
 from smolmix.train_config import RunConfig, save_run_config
 
 FINGERPRINT_FILE = "smolmix_train.json"
@@ -34,7 +34,7 @@ def load_model(name: str, dtype: str = "float32", flag: str = "model"):
         return AutoModelForCausalLM.from_pretrained(name, dtype=getattr(torch, dtype),
                                                     use_safetensors=True)
     except (OSError, ValueError) as exc:
-        raise SmolmixError(f"cannot load model {name!r}: {_first_line(exc)}", flag) from None
+        raise SmolmixError(f"cannot load model {name!r}: {first_line(exc, 200)}", flag) from None
 
 
 def check_model_path(name: str, flag: str = "model") -> None:
@@ -54,7 +54,8 @@ def load_tokenizer(name: str, flag: str = "tokenizer"):
     try:
         tokenizer = AutoTokenizer.from_pretrained(name)
     except (OSError, ValueError) as exc:
-        raise SmolmixError(f"cannot load tokenizer {name!r}: {_first_line(exc)}", flag) from None
+        raise SmolmixError(f"cannot load tokenizer {name!r}: {first_line(exc, 200)}",
+                           flag) from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     if tokenizer.eos_token_id is None:
@@ -68,11 +69,6 @@ def check_vocabulary(model, tokenizer, flag: str = "tokenizer") -> None:
     if len(tokenizer) > rows:
         raise SmolmixError(f"tokenizer has {len(tokenizer)} tokens but the model's embeddings "
                            f"have {rows} rows (tokenizer and model do not match)", flag)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 # --- data -------------------------------------------------------------------------------------

@@ -17,7 +17,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import yaml
+
 from smolmix.errors import SmolmixError
+from smolmix.train_config import CONFIG_FILE
 
 DIAGNOSIS_FILE = "diagnosis.json"
 
@@ -39,11 +42,13 @@ class _Run:
 
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
+        self.config: dict = {}  # a train run's resolved config
         if (self.folder / "checkpoint").is_dir() and (self.folder / "recipe.yaml").is_file():
             self.kind, self.model = "lab", self.folder / "checkpoint"
             self.checkpoints = [self.model]
-        elif (self.folder / "train_config.yaml").is_file():
+        elif (self.folder / CONFIG_FILE).is_file():
             self.kind, self.model = "train", self.folder / "model"
+            self.config = yaml.safe_load((self.folder / CONFIG_FILE).read_text()) or {}
             self.checkpoints = sorted(
                 (p for p in (self.folder / "checkpoints").glob("checkpoint-*")
                  if (p / "config.json").is_file()),
@@ -72,10 +77,7 @@ class _Run:
             rows = [{"task": r.task, "prompt": r.prompt, "messages": None,
                      "completion": r.completion, "answer": r.answer} for r in records]
         else:
-            import yaml
-
-            config = yaml.safe_load((self.folder / "train_config.yaml").read_text())
-            mixture = Path(config["mixture"])
+            mixture = Path(self.config["mixture"])
             rows = rows_of(load_mixture(str(mixture), "mixture"))
             return mixture_shares(json.loads((mixture / "manifest.json").read_text())), rows
         counts: dict[str, int] = {}
@@ -97,10 +99,7 @@ class _Run:
             return {t: [{"task": t, "prompt": r.prompt, "messages": None,
                          "completion": r.completion, "answer": r.answer}
                         for r in make_eval_set(get_task(t), count, EVAL_SEED)] for t in tasks}
-        import yaml
-
-        config = yaml.safe_load((self.folder / "train_config.yaml").read_text())
-        spec = config.get("eval") or {}
+        spec = self.config.get("eval") or {}
         if spec.get("data"):
             return by_task(read_eval_rows(spec["data"], "eval.data"))
         if spec.get("holdout_per_task"):
@@ -224,10 +223,7 @@ def diagnose(run: Path, tasks: Sequence[str] | None = None, max_batches: int | N
 
 def _learning_rate(run: _Run) -> float:
     if run.kind == "train":
-        import yaml
-
-        return float(yaml.safe_load((run.folder / "train_config.yaml").read_text())
-                     .get("learning_rate", 2e-5))
+        return float(run.config.get("learning_rate", 2e-5))
     from smolmix.lab.rare_tasks import get_preset
 
     return get_preset("quick").learning_rate

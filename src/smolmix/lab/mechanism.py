@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Mapping, Sequence
 
 from smolmix.diagnose import interference, neuron_allocation, retention, task_gradients
@@ -83,11 +84,8 @@ def _mean(values: Sequence[float | None]) -> float | None:
 
 
 def _median(values: Sequence[float | None]) -> float | None:
-    kept = sorted(v for v in values if v is not None)
-    if not kept:
-        return None
-    mid = len(kept) // 2
-    return round(kept[mid] if len(kept) % 2 else (kept[mid - 1] + kept[mid]) / 2, 4)
+    kept = [v for v in values if v is not None]
+    return round(statistics.median(kept), 4) if kept else None
 
 
 def summarize_mechanism(preset, cells: Sequence[dict]) -> dict:

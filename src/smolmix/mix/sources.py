@@ -24,7 +24,7 @@ import pyarrow.csv as pv
 import pyarrow.json as pj
 import pyarrow.parquet as pq
 
-from smolmix.errors import SmolmixError
+from smolmix.errors import SmolmixError, first_line
 from smolmix.mix.hygiene import ArrowTexts
 from smolmix.recipe import SourceSpec
 
@@ -189,7 +189,7 @@ def _read(spec: SourceSpec, base_dir: Path, eval_set: bool) -> tuple[pa.Table, _
             parse = pv.ParseOptions(newlines_in_values=True)
             return pv.read_csv(path, parse_options=parse, convert_options=convert), origin
     except (pa.ArrowException, OSError) as exc:
-        raise SmolmixError(f"source {spec.name!r}: cannot read ({_first_line(exc)})",
+        raise SmolmixError(f"source {spec.name!r}: cannot read ({first_line(exc)})",
                            str(path)) from None
     raise SmolmixError(f"source {spec.name!r}: unsupported file type {suffix or path.name!r} "
                        "(use .jsonl, .json, .parquet, .csv or a datasets folder)", str(path))
@@ -202,11 +202,6 @@ def _needed(spec: SourceSpec, eval_set: bool, where: str) -> Callable[[list[str]
 def _csv_header(path: Path) -> list[str]:
     with open(path, newline="", encoding="utf-8-sig") as fh:
         return next(csv.reader(fh), [])
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _read_jsonl(path: Path, spec: SourceSpec, eval_set: bool) -> tuple[pa.Table, _Origin]:
@@ -315,7 +310,7 @@ def _load_disk(path: Path, spec: SourceSpec, origin: _Origin) -> Any:
         data = datasets.load_from_disk(str(path))
     except (FileNotFoundError, ValueError, OSError) as exc:
         raise SmolmixError(f"source {spec.name!r}: not a datasets save_to_disk folder "
-                           f"({_first_line(exc)})", origin.name) from None
+                           f"({first_line(exc)})", origin.name) from None
     except IndexError:  # datasets cannot load a saved dataset with no rows (no shards)
         if _no_shards(path) or _no_shards(path / spec.split):
             raise SmolmixError(f"source {spec.name!r} has no examples", origin.name) from None
@@ -343,7 +338,7 @@ def _load_hub(spec: SourceSpec, origin: _Origin) -> Any:
         return datasets.load_dataset(spec.hub, spec.config, split=spec.split)
     except Exception as exc:  # offline, missing, gated: all a user's problem
         raise SmolmixError(f"source {spec.name!r}: cannot load {spec.hub!r} from the Hub "
-                           f"({_first_line(exc)})", origin.name) from None
+                           f"({first_line(exc)})", origin.name) from None
 
 
 def _dataset_table(data: Any, spec: SourceSpec, eval_set: bool, origin: _Origin) -> pa.Table:
