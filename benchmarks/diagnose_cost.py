@@ -25,9 +25,9 @@ from smollm2_memory import build, measure  # noqa: E402  (the same model, mixtur
 
 def two_task_mixture(work: Path) -> Path:
     """reverse (from :func:`build`) and sort, 900 examples each."""
+    from smolmix.core.records import write_jsonl
     from smolmix.lab.tasks import TrainStream, get_task
-    from smolmix.mix.build import build_mixture
-    from smolmix.records import write_jsonl
+    from smolmix.mix.command import build_mixture
 
     stream = TrainStream(get_task("sort"), 0, set())
     write_jsonl((stream.draw() for _ in range(1000)), work / "sort.jsonl")

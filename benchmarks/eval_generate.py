@@ -11,7 +11,7 @@ Both sides decode the same prompts greedily with the same ladder model, in one p
 - ``max_new_tokens``: the longest reference completion in tokens + 1 (room for EOS).
 - ``baseline``: a loop calling ``model.generate(ids, max_new_tokens, do_sample=False,
   pad_token_id)`` on one prompt at a time (batch size 1, KV cache on), continuation cut at EOS.
-- ``smolmix``: ``smolmix.evaluate.generate.generate`` for each of ``--batch-sizes``.
+- ``smolmix``: ``smolmix.inference.hf.generate`` for each of ``--batch-sizes``.
 
 Every repeat checks that the smolmix texts equal the baseline texts, prompt for prompt. Time is
 the wall time of the whole call (tokenization and decoding included), median of ``--repeats``
@@ -38,11 +38,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
 
-from smolmix.encoding import encode_prompt_completion  # noqa: E402
-from smolmix.evaluate.generate import generate  # noqa: E402
-from smolmix.evaluate.teacher_forced import pad_batch  # noqa: E402
+from smolmix.inference.hf import generate  # noqa: E402
 from smolmix.lab.tasks import TASKS, make_eval_set, vocabulary  # noqa: E402
-from smolmix.models import build_model, build_tokenizer, get_size, parameter_count  # noqa: E402
+from smolmix.models.ladder import build_model, build_tokenizer, get_size, parameter_count  # noqa: E402
+from smolmix.train.data import pad_batch  # noqa: E402
+from smolmix.train.encoding import encode_prompt_completion  # noqa: E402
 
 TARGET = 8.0
 

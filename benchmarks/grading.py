@@ -24,13 +24,19 @@ Time is the grading call alone (imports excluded on both sides); the speed is th
 over ``--repeats`` runs. Agreement is the fraction of pairs with the same verdict; a few
 disagreements are printed for a human to judge.
 
+``--adversarial`` instead times ``grade`` on each of the test suite's adversarial inputs
+(``ADVERSARIAL`` in tests/test_grading.py: 1 MB of brackets, digits, boxes...) in every answer
+format, and prints the slowest and the median (the claim: each in under a second).
+
 Usage: python benchmarks/grading.py [--pairs 5000] [--repeats 3] [--show 12]
        python benchmarks/grading.py --only smolmix          (one side)
+       python benchmarks/grading.py --adversarial
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -41,6 +47,7 @@ import sys
 import time
 from fractions import Fraction
 from math import gcd
+from pathlib import Path
 
 SEED = 0
 SHARES = (("gsm8k", 0.6), ("boxed", 0.3), ("hard", 0.1))
@@ -254,7 +261,7 @@ def run_side(side: str, count: int) -> dict:
                     for gen, ref in zip(generations, references)]
         seconds = time.perf_counter() - start
         return {"seconds": seconds, "verdicts": verdicts}
-    from smolmix.evaluate.grading import grade_many
+    from smolmix.grading.grade import grade_many
 
     start = time.perf_counter()
     graded = grade_many(generations, references, "auto")
@@ -271,6 +278,28 @@ def _child(side: str, count: int) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def adversarial() -> None:
+    """Seconds to grade each adversarial input of tests/test_grading.py, per answer format."""
+    from smolmix.grading.extract import ANSWER_FORMATS
+    from smolmix.grading.grade import grade
+
+    path = Path(__file__).resolve().parents[1] / "tests" / "test_grading.py"
+    spec = importlib.util.spec_from_file_location("test_grading", path)
+    cases = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cases)
+    grade("1", "1", "auto")  # start-up (workers, lazy imports) outside the timings
+    times = []
+    for fmt in ANSWER_FORMATS:
+        for text in cases.ADVERSARIAL:
+            start = time.perf_counter()
+            grade(text, "72", fmt)
+            times.append((time.perf_counter() - start, fmt, text[:24]))
+    worst = max(times)
+    print(f"{len(times)} adversarial gradings ({len(cases.ADVERSARIAL)} inputs x "
+          f"{len(ANSWER_FORMATS)} formats): median {statistics.median(t for t, _, _ in times):.4f}"
+          f" s, slowest {worst[0]:.3f} s ({worst[1]}, {worst[2]!r}...) (claim: each < 1 s)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=5_000)
@@ -279,7 +308,12 @@ def main() -> None:
     parser.add_argument("--only", choices=("baseline", "smolmix"), help="run one side")
     parser.add_argument("--side", choices=("baseline", "smolmix"),
                         help=argparse.SUPPRESS)  # internal: the body of one child process
+    parser.add_argument("--adversarial", action="store_true",
+                        help="time the adversarial inputs of the tests instead")
     args = parser.parse_args()
+    if args.adversarial:
+        adversarial()
+        return
     if args.side:
         print(json.dumps(run_side(args.side, args.pairs)))
         return

@@ -19,15 +19,17 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from smolmix.lab.rare_tasks import get_preset, plan_cells, run_cell
-from smolmix.lab.runner import available_cores, run_cells
+from smolmix.core.pool import available_cores, run_cells
+from smolmix.lab.rare_tasks.study import get_preset, plan_cells, prepare, run_cell
 
 
 def grid(steps: int, root: Path) -> list:
+    """The natural cells of a two-size lab, their sources and models written under ``root``."""
     preset = replace(get_preset("quick"), sizes=("xs", "m"), seeds=(0, 1), steps=steps,
                      eval_every=steps)
     cells = [c for c in plan_cells(preset) if c.kind == "natural"]
-    return [(preset, c, root / c.id) for c in cells]
+    prepare(preset, cells, root)
+    return [(preset, c, root) for c in cells]
 
 
 def timed(jobs: int, threads: int, steps: int) -> float:

@@ -250,10 +250,10 @@ def write_recipe(root: Path, kept: int, path: Path) -> None:
 
 def smolmix(root: Path, kept: int, out: Path) -> int:
     try:
-        from smolmix.mix.build import build_mixture
+        from smolmix.mix.command import build_mixture
     except ImportError as exc:
         raise SystemExit(f"smolmix side unavailable: cannot import "
-                         f"smolmix.mix.build.build_mixture ({exc})") from None
+                         f"smolmix.mix.command.build_mixture ({exc})") from None
     recipe = out.parent / "recipe.yaml"
     write_recipe(root, kept, recipe)
     build_mixture(recipe, out, quiet=True)

@@ -30,10 +30,10 @@ def build(work: Path) -> tuple[Path, Path]:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
+    from smolmix.core.records import write_jsonl
     from smolmix.lab.tasks import TrainStream, get_task, vocabulary
-    from smolmix.mix.build import build_mixture
-    from smolmix.models import build_tokenizer
-    from smolmix.records import write_jsonl
+    from smolmix.mix.command import build_mixture
+    from smolmix.models.ladder import build_tokenizer
 
     tokenizer = build_tokenizer(vocabulary())
     torch.manual_seed(0)

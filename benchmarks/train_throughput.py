@@ -4,7 +4,8 @@ Both sides train the same freshly initialised model (same seed) on the same batc
 same order (a lab mixture, encoded once, batch size 32, drop_last) with the same optimiser
 (AdamW, linear warmup/decay, gradient clipping at 1.0):
 
-- ``smolmix``: :func:`smolmix.train.fit` (the transformers Trainer with smolmix's collator and
+- ``smolmix``: :func:`smolmix.train.trainer.fit` (the transformers Trainer with smolmix's
+  collator and
   per-task evaluation callback, as ``smolmix train`` runs it; no held-out tasks, no
   checkpoints);
 - ``baseline``: a minimal PyTorch loop (forward, backward, clip, step, zero_grad).
@@ -31,9 +32,9 @@ WIDE = dict(hidden=256, layers=4, heads=8, intermediate=688)  # ~3M parameters
 
 def batches_for(tokenizer, steps: int, batch_size: int, seed: int = 0) -> list[dict]:
     """``steps`` fixed batches of lab examples (three tasks), right-padded."""
-    from smolmix.encoding import encode_prompt_completion
-    from smolmix.evaluate.teacher_forced import padded_batches
     from smolmix.lab.tasks import TrainStream, get_task
+    from smolmix.train.data import padded_batches
+    from smolmix.train.encoding import encode_prompt_completion
 
     streams = [TrainStream(get_task(t), seed, set()) for t in ("copy", "reverse", "sort")]
     records = [streams[i % 3].draw() for i in range(steps * batch_size)]
@@ -43,7 +44,7 @@ def batches_for(tokenizer, steps: int, batch_size: int, seed: int = 0) -> list[d
 
 
 def make_model(size: str, tokenizer):
-    from smolmix.models import LadderSize, build_model, get_size
+    from smolmix.models.ladder import LadderSize, build_model, get_size
 
     ladder = LadderSize("wide", **WIDE) if size == "wide" else get_size(size)
     return build_model(ladder, tokenizer, seed=0, max_positions=64)
@@ -69,9 +70,11 @@ def hand_loop(model, batches: list[dict], lr: float, warmup: int) -> float:
 
 def smolmix_loop(model, tokenizer, batches: list[dict], lr: float, warmup: int,
                  batch_size: int) -> float:
-    """Seconds of :func:`smolmix.train.fit` on the same batches."""
-    from smolmix.evaluate.teacher_forced import TeacherForcedEvaluator
-    from smolmix.train import TokenDataset, TrainConfig, fit
+    """Seconds of :func:`smolmix.train.trainer.fit` on the same batches."""
+    from smolmix.train.config import EvalSpec, TrainConfig
+    from smolmix.train.curves import TeacherForcedEvaluator
+    from smolmix.train.data import TokenDataset
+    from smolmix.train.trainer import fit
 
     rows = {"input_ids": [], "labels": []}
     for batch in batches:
@@ -81,12 +84,13 @@ def smolmix_loop(model, tokenizer, batches: list[dict], lr: float, warmup: int,
             rows["input_ids"].append(ids[:n].tolist())
             rows["labels"].append(labels[:n].tolist())
     dataset = TokenDataset(rows)
-    evaluator = TeacherForcedEvaluator.from_encoded(tokenizer.pad_token_id, {})
-    config = TrainConfig(steps=len(batches), batch_size=batch_size, learning_rate=lr,
-                         warmup_steps=warmup, eval_every=10**9, shuffle=False)
+    evaluator = TeacherForcedEvaluator(tokenizer.pad_token_id, {})
+    config = TrainConfig(model="in-memory", mixture="in-memory", steps=len(batches),
+                         batch_size=batch_size, learning_rate=lr, warmup_steps=warmup,
+                         order="mixture", save_checkpoints=False, eval=EvalSpec(every=10**9))
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        fit(model, tokenizer.pad_token_id, dataset, evaluator, config, Path(tmp))
+        fit(model, tokenizer.pad_token_id, dataset, evaluator, config, len(batches), Path(tmp))
         return time.perf_counter() - start
 
 
@@ -107,7 +111,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     from smolmix.lab.tasks import vocabulary
-    from smolmix.models import build_tokenizer, parameter_count
+    from smolmix.models.ladder import build_tokenizer, parameter_count
 
     tokenizer = build_tokenizer(vocabulary())
     batches = batches_for(tokenizer, args.steps, args.batch_size)

@@ -15,7 +15,7 @@ torch.set_num_threads(1)
 @pytest.fixture(scope="session")
 def tokenizer():
     from smolmix.lab.tasks import vocabulary
-    from smolmix.models import build_tokenizer
+    from smolmix.models.ladder import build_tokenizer
 
     return build_tokenizer(vocabulary())
 
@@ -26,7 +26,7 @@ FLOW_TASKS = ("copy", "reverse", "sort")
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory, tokenizer):
     """A saved ladder model ("s") with the lab tokenizer: a local stand-in for a user model."""
-    from smolmix.models import build_model, get_size, save_checkpoint
+    from smolmix.models.ladder import build_model, get_size, save_checkpoint
 
     path = tmp_path_factory.mktemp("ckpt") / "model"
     save_checkpoint(build_model(get_size("s"), tokenizer, seed=0, max_positions=64), tokenizer,
@@ -37,9 +37,9 @@ def tiny_checkpoint(tmp_path_factory, tokenizer):
 @pytest.fixture(scope="session")
 def lab_mixture(tmp_path_factory):
     """A mixture folder built by ``smolmix mix`` from three lab tasks (600 examples)."""
+    from smolmix.core.records import write_jsonl
     from smolmix.lab.tasks import TrainStream, get_task
-    from smolmix.mix.build import build_mixture
-    from smolmix.records import write_jsonl
+    from smolmix.mix.command import build_mixture
 
     root = tmp_path_factory.mktemp("mix")
     (root / "data").mkdir()
@@ -51,3 +51,33 @@ def lab_mixture(tmp_path_factory):
                                       "strategy: [natural]\n")
     build_mixture(root / "recipe.yaml", root / "mixture", quiet=True)
     return root / "mixture"
+
+
+@pytest.fixture(scope="session")
+def partly_trained_copy(tmp_path_factory, tokenizer):
+    """A ladder model ("xs") trained briefly on ``copy`` of 3 digits: it gets some of its 40
+    held-out examples right and some wrong, so a score of it can be wrong in both directions.
+    Returns the saved checkpoint and the held-out records."""
+    import random
+
+    from smolmix.lab.tasks import TASKS, make_eval_set
+    from smolmix.models.ladder import build_model, get_size, save_checkpoint
+    from smolmix.train.config import EvalSpec, TrainConfig
+    from smolmix.train.curves import TeacherForcedEvaluator
+    from smolmix.train.data import TokenDataset
+    from smolmix.train.encoding import encode_records
+    from smolmix.train.trainer import fit
+
+    task = TASKS["copy"]
+    held_out = make_eval_set(task, 40, seed=0, n=3)
+    rng = random.Random(1)
+    records = [task.make(rng, 3) for _ in range(120 * 16)]
+    model = build_model(get_size("xs"), tokenizer, seed=0)
+    config = TrainConfig(model="in-memory", mixture="in-memory", steps=120, batch_size=16,
+                         learning_rate=1e-2, warmup_steps=5, order="shuffle",
+                         save_checkpoints=False, eval=EvalSpec(every=120))
+    root = tmp_path_factory.mktemp("copy3")
+    fit(model, tokenizer.pad_token_id, TokenDataset(encode_records(tokenizer, records)),
+        TeacherForcedEvaluator(tokenizer.pad_token_id, {}), config, 120, root / "run")
+    save_checkpoint(model, tokenizer, root / "model")
+    return root / "model", held_out

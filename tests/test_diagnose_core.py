@@ -5,7 +5,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from smolmix.core.errors import SmolmixError
 from smolmix.diagnose import (
+    held_out_loss,
     interference,
     interference_over_checkpoints,
     neuron_allocation,
@@ -13,11 +15,10 @@ from smolmix.diagnose import (
     task_gradients,
 )
 from smolmix.diagnose.neurons import down_projections
-from smolmix.encoding import encode_prompt_completion
-from smolmix.errors import SmolmixError
-from smolmix.evaluate.teacher_forced import padded_batches
 from smolmix.lab.tasks import TASKS, make_eval_set
-from smolmix.models import build_model, get_size, parameter_count, save_checkpoint
+from smolmix.models.ladder import build_model, get_size, parameter_count, save_checkpoint
+from smolmix.train.data import padded_batches
+from smolmix.train.encoding import encode_prompt_completion
 
 
 class LinearLoss(torch.nn.Module):
@@ -254,3 +255,19 @@ def test_task_without_batches_is_a_user_error_naming_it(tokenizer):
                         "labels": torch.full_like(batches["copy"][0]["labels"], -100)}]}
     with pytest.raises(SmolmixError, match="no target tokens"):
         task_gradients(model, masked)
+
+
+def test_held_out_loss_is_the_token_weighted_mean():
+    # losses <w, x> = 1.0 on 1 target token and 3.0 on 3: (1*1 + 3*3) / 4, not (1 + 3) / 2
+    model = LinearLoss()
+    model.w.data = torch.tensor([1.0, 0.0, 0.0])
+    batches = [linear_batch((1.0, 0, 0), 1), linear_batch((3.0, 0, 0), 3),
+               linear_batch((9.0, 0, 0), 0)]  # no target token: not counted
+    assert held_out_loss(model, batches) == pytest.approx(10.0 / 4)
+
+
+def test_retention_rejects_each_bad_setting_on_its_own():
+    model, batch = LinearLoss(), [linear_batch(G, 1)]
+    for k, m, lr in ((0, 1, 0.1), (1, -1, 0.1), (1, 1, 0.0)):
+        with pytest.raises(SmolmixError):
+            retention(model, batch, batch, k=k, m=m, lr=lr, held_out=batch)

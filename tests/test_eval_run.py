@@ -12,6 +12,7 @@ import pytest
 
 from smolmix.cli import main
 from smolmix.evaluate.metrics import bootstrap_difference, bootstrap_mean, bucket_of
+from smolmix.lab.tasks import TASKS
 
 
 def _error(capsys) -> str:
@@ -36,6 +37,30 @@ def test_eval_writes_samples_scores_and_buckets(tmp_path, tiny_checkpoint, lab_m
     assert scores["tasks"]["copy"]["bucket"] == "frequent"
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["tags"] == {"student": "s"}
+
+
+def test_each_sample_is_scored_as_the_task_checker_says(tmp_path, partly_trained_copy):
+    # A partly trained model: some generations right, some wrong. Every sample's verdict must
+    # be the lab checker's (which recomputes the answer from the prompt), and the score the
+    # fraction of right ones.
+    model, held_out = partly_trained_copy
+    data = tmp_path / "copy3.jsonl"
+    data.write_text("".join(json.dumps({"prompt": r.prompt, "answer": r.answer}) + "\n"
+                            for r in held_out))
+    (tmp_path / "task.yaml").write_text("name: copy\npath: copy3.jsonl\nanswer_format: exact\n"
+                                        "max_new_tokens: 8\n")
+    out = tmp_path / "ev"
+    assert main(["eval", str(model), "--tasks", str(tmp_path / "task.yaml"), "--out", str(out),
+                 "--quiet"]) == 0
+    samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert [s["prompt"] for s in samples] == [r.prompt for r in held_out]
+    checker = TASKS["copy"]
+    assert [s["correct"] for s in samples] == [checker.check(s["prompt"], s["generation"])
+                                               for s in samples]
+    right = sum(s["correct"] for s in samples)
+    assert 0 < right < len(samples), "want a partly trained model"
+    scores = json.loads((out / "scores.json").read_text())
+    assert scores["tasks"]["copy"]["mean"] == pytest.approx(right / len(samples))
 
 
 def test_task_file_with_gsm8k_style_data(tmp_path, tiny_checkpoint):
@@ -118,7 +143,7 @@ def test_grade_a_predictions_file(tmp_path, capsys):
 
 
 def _fake_eval_run(tmp_path, name, tags, correct):
-    from smolmix.rundir import write_manifest
+    from smolmix.core.rundir import write_manifest
 
     run = tmp_path / name
     run.mkdir()
@@ -136,6 +161,7 @@ def test_gap_is_the_accuracy_difference_with_an_interval(tmp_path, capsys):
     assert len(rows) == 1 and rows[0]["gap"] == "long_cot" and rows[0]["paired"]
     assert rows[0]["diff"] == pytest.approx(-0.25)
     assert rows[0]["low"] < -0.25 < rows[0]["high"] < 0
+    assert (rows[0]["high_tag"], rows[0]["low_tag"]) == ("cot=long", "cot=short")
     assert (tmp_path / "gap" / "gaps.png").stat().st_size > 0
     capsys.readouterr()
     assert main(["gap", str(long)]) == 2

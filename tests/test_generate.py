@@ -4,20 +4,15 @@ import pytest
 import torch
 from transformers import GenerationConfig
 
-from smolmix.encoding import encode_prompt_completion
-from smolmix.errors import SmolmixError
-from smolmix.evaluate.generate import (
-    HFBackend,
-    VLLMBackend,
-    generate,
-    get_backend,
-    left_pad,
-    truncate_at_stop,
-    vllm_available,
-)
-from smolmix.evaluate.teacher_forced import pad_batch
+from smolmix.core.errors import SmolmixError
+from smolmix.inference.backends import get_backend
+from smolmix.inference.base import truncate_at_stop
+from smolmix.inference.hf import HFBackend, generate, left_pad
+from smolmix.inference.vllm import VLLMBackend, vllm_available
 from smolmix.lab.tasks import TASKS, make_eval_set
-from smolmix.models import build_model, get_size, save_checkpoint
+from smolmix.models.ladder import build_model, get_size, save_checkpoint
+from smolmix.train.data import pad_batch
+from smolmix.train.encoding import encode_prompt_completion
 
 MAX_NEW = 10
 

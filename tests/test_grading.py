@@ -10,17 +10,19 @@ from pathlib import Path
 
 import pytest
 
-from smolmix.errors import SmolmixError
-from smolmix.evaluate import mathverify
-from smolmix.evaluate.extract import (
+from smolmix.core.errors import SmolmixError
+from smolmix.grading import mathverify
+from smolmix.grading.command import grade_file
+from smolmix.grading.extract import (
     ANSWER_FORMATS,
+    MAX_ANSWER,
     answer_is,
     boxed,
     last_number,
     reference_answer,
 )
-from smolmix.evaluate.grading import REASONS, Verdict, grade, grade_file, grade_many
-from smolmix.evaluate.mathverify import DIFFERENT, EQUAL, MathVerify
+from smolmix.grading.grade import REASONS, GradeVerdict, grade, grade_many
+from smolmix.grading.mathverify import DIFFERENT, EQUAL, MathVerify
 
 GSM8K_SOLUTION = ("Natalia sold 48/2 = <<48/2=24>>24 clips in May.\n"
                   "Natalia sold 48+24 = <<48+24=72>>72 clips altogether in April and May.\n#### 72")
@@ -204,16 +206,34 @@ def test_table_size_and_formats() -> None:
 
 
 def test_grade_many_matches_grade() -> None:
-    verdicts = grade_many([c[0] for c in CASES], [c[1] for c in CASES], "auto")
-    assert len(verdicts) == len(CASES)
+    # The batched path (fast path for all, then math-verify for the undecided in parallel)
+    # gives each pair exactly the verdict grading it alone gives, in the input order.
+    for fmt in ("auto", "boxed"):
+        verdicts = grade_many([c[0] for c in CASES], [c[1] for c in CASES], fmt)
+        assert verdicts == [grade(c[0], c[1], fmt) for c in CASES], fmt
+    assert len({v.reason for v in verdicts}) > 3 and "math-verify" in {v.reason for v in verdicts}
     boxed_cases = [c for c in CASES if c[2] == "boxed"]
     verdicts = grade_many([c[0] for c in boxed_cases], [c[1] for c in boxed_cases], "boxed")
     assert [v.correct for v in verdicts] == [c[3] for c in boxed_cases]
 
 
+def test_answers_too_long_to_compare_are_wrong() -> None:
+    # Over MAX_ANSWER characters on either side (here: two boxes, joined): not compared (too
+    # complex), graded wrong unless identical.
+    half = "1" * (MAX_ANSWER // 2 + 1)
+    two_boxes = rf"\boxed{{{half}}} or \boxed{{{half}}}"
+    long_answer = "1" * (MAX_ANSWER + 1)
+    cases = [(two_boxes, "72"), (r"\boxed{72}", long_answer + "2"),
+             (rf"\boxed{{{'9' * MAX_ANSWER}}}", "9" * (MAX_ANSWER - 1) + "8")]
+    verdicts = grade_many([p for p, _ in cases], [r for _, r in cases], "boxed")
+    assert [(v.correct, v.reason) for v in verdicts[:2]] == [(False, "too complex")] * 2
+    assert verdicts[2].reason != "too complex" and not verdicts[2].correct  # at the limit
+    assert grade(two_boxes, f"{half}, {half}", "boxed").correct  # identical
+
+
 def test_verdict_fields() -> None:
     verdict = grade(r"We get \boxed{\frac{1}{2}}.", r"The answer: $\boxed{0.5}$", "boxed")
-    assert verdict == Verdict(answer=r"\frac{1}{2}", reference="0.5", correct=True,
+    assert verdict == GradeVerdict(answer=r"\frac{1}{2}", reference="0.5", correct=True,
                               reason="value")
     assert grade("nothing", "5").answer is None
     assert grade("nothing", "5").reason == "no answer"
@@ -270,19 +290,23 @@ ADVERSARIAL = [
 ]
 
 
+@pytest.mark.timing
 @pytest.mark.parametrize("answer_format", ANSWER_FORMATS)
-def test_one_megabyte_is_graded_in_under_a_second(answer_format: str) -> None:
+def test_one_megabyte_is_graded_without_blowing_up(answer_format: str) -> None:
+    # Each is graded in well under a second on a 2-core machine (benchmarks/grading.py
+    # --adversarial measures it); a hang or a quadratic blow-up on 1 MB takes minutes, so a
+    # generous bound catches it on a loaded machine too.
     for text in ADVERSARIAL:
         start = time.perf_counter()
         verdict = grade(text, "72", answer_format)
-        assert time.perf_counter() - start < 1.0, (text[:30], verdict)
+        assert time.perf_counter() - start < 10.0, (text[:30], verdict)
         assert not verdict.correct
 
 
 def test_math_verify_in_threads() -> None:
     """math-verify's signal timeouts fail outside the main thread; these run in threads."""
     pairs = [(r"\boxed{x \in [1,2]}", "[1,2]", True), (r"\boxed{x \in [1,3]}", "[1,2]", False)]
-    results: dict[int, list[Verdict]] = {}
+    results: dict[int, list[GradeVerdict]] = {}
 
     def work(k: int) -> None:
         results[k] = grade_many([p for p, _, _ in pairs], [r for _, r, _ in pairs], "boxed")
@@ -302,11 +326,13 @@ def test_math_verify_in_threads() -> None:
 SLOW = [r"\boxed{2^{10^{10}}}", r"\boxed{" + "x=" * 400 + "2}", r"\boxed{" + "x^" * 400 + "2}"]
 
 
+@pytest.mark.timing
 def test_timeout_is_incorrect_not_a_hang() -> None:
     for text in SLOW:
         start = time.perf_counter()
         verdict = grade(text, "2", "boxed", timeout=0.5)
-        assert time.perf_counter() - start < 5  # 0.5 s, plus (re)starting a worker
+        assert time.perf_counter() - start < 30  # 0.5 s, plus (re)starting a worker; a hang
+        # (the timeout not applied) runs for minutes
         assert not verdict.correct and verdict.reason in ("timeout", "math-verify"), verdict
     assert grade(r"\boxed{2^{10^{10}}}", "2", "boxed", timeout=0.5).reason == "timeout"
     assert grade(r"\boxed{x \in [1,2]}", "[1,2]", "boxed").correct  # a fresh worker

@@ -2,7 +2,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from smolmix.lab.tasks import TASKS
-from smolmix.models import LADDER, build_model, get_size, parameter_count, save_checkpoint
+from smolmix.models.ladder import LADDER, build_model, get_size, parameter_count, save_checkpoint
 
 
 def test_tokenizer_round_trip(tokenizer):

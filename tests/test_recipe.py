@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from smolmix.errors import SmolmixError
-from smolmix.recipe import (
+from smolmix.core.errors import SmolmixError
+from smolmix.mix.recipe import (
     Boost,
     Budget,
     Floor,

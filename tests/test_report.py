@@ -1,12 +1,16 @@
 """The rare-tasks report: plots, HTML page, terminal table and the generated reading."""
 
 import copy
+import json
 import statistics
 
 import pytest
+from markupsafe import escape
 
-from smolmix.report.html import reading, summary_table, write_report
-from smolmix.report.plots import write_plots
+from smolmix.core.rundir import write_manifest
+from smolmix.lab.rare_tasks.plots import write_plots
+from smolmix.lab.rare_tasks.report import reading, summary_table, write_report
+from smolmix.report.command import report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 TASKS = [("copy", 0.6, "frequent"), ("reverse", 0.25, "middle"),
@@ -129,7 +133,7 @@ def test_report_shows_plots_numbers_and_files(results, run_dir):
         assert f"{_pct(s['rare_acc_by_size'][i])} ± {_pct(s['rare_acc_std_by_size'][i])}%" in page
         assert f"{_pct(s['isolation_acc_by_size'][i])} ± " in page
     assert "363k" in page and "7.7k" in page
-    for name in ("results.json", "curves.jsonl", "checkpoint/", "manifest.json",
+    for name in ("results.json", "curves.jsonl", "model/", "manifest.json",
                  "AutoModelForCausalLM"):
         assert name in page
     assert "<script>" not in page and "&lt;script&gt;" in page
@@ -187,3 +191,19 @@ def test_single_size(tmp_path):
     plots = write_plots(results, tmp_path)
     assert set(plots) == {"heatmap", "curves", "rare_vs_size"}
     assert reading(results)[0].startswith("Only one model size was trained")
+
+
+def test_report_command_on_a_lab_run(results, run_dir, tmp_path):
+    lab = tmp_path / "lab"
+    lab.mkdir()
+    (lab / "results.json").write_text(json.dumps(results))
+    write_manifest(lab, "lab.rare-tasks", {}, seed=0)
+    out = tmp_path / "out"
+    page = report([lab], out, quiet=True).read_text(encoding="utf-8")
+    _, plots = run_dir
+    for name in plots.values():  # the lab's plots, drawn anew beside the page
+        assert f'src="{name}"' in page
+        assert (out / name).read_bytes() == (run_dir[0] / name).read_bytes()
+    for sentence in reading(results):
+        assert str(escape(sentence)) in page
+    assert "<td>xs</td>" in page and "lab.rare-tasks" in page

@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from smolmix.errors import SmolmixError
+from smolmix.core.errors import SmolmixError
 from smolmix.mix.shares import counts_from_shares, zipf_shares
 
 

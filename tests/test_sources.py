@@ -9,10 +9,10 @@ import pyarrow.parquet as pq
 import pytest
 from datasets import Dataset, DatasetDict
 
-from smolmix.errors import SmolmixError
+from smolmix.core.errors import SmolmixError
 from smolmix.mix import sources
+from smolmix.mix.recipe import SourceSpec
 from smolmix.mix.sources import SCHEMA, load_source, record_text
-from smolmix.recipe import SourceSpec
 
 ROWS = [
     {"question": f"what is {i} + {i}?", "solution": f"{i} + {i}\n= {2 * i}", "final": 2 * i,

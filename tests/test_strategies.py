@@ -4,7 +4,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as hs
 
-from smolmix.errors import SmolmixError
+from smolmix.core.errors import SmolmixError
 from smolmix.mix import strategies as st
 from smolmix.mix.sample import Cursor, example_counts
 
@@ -118,3 +118,29 @@ def test_bad_strategy_values_are_user_errors():
     with pytest.raises(SmolmixError, match="cot=long"):
         st.split_tasks(only_short, {"math": 1.0},
                        [st.TagRatio(*st.MIX_LONG, 0.2, ("math",), "mix_long")])
+
+
+def test_task_counts_add_up_every_source_of_a_task():
+    buckets = [st.Bucket("a", "math", (), 30), st.Bucket("b", "math", (), 10),
+               st.Bucket("c", "chat", (), 40)]
+    counts = st.task_counts(buckets)
+    assert counts == {"math": 40, "chat": 40}
+    assert st.temperature(counts, 1.0) == {"math": 0.5, "chat": 0.5}
+
+
+def test_weights_of_known_and_unknown_tasks():
+    assert st.weights({"a": 5, "b": 5, "c": 5}, {"a": 3, "b": 1}) == {"a": 0.75, "b": 0.25,
+                                                                       "c": 0.0}
+    with pytest.raises(SmolmixError, match="'z'"):
+        st.weights({"a": 5}, {"a": 1, "z": 1})
+
+
+def test_boost_and_floor_refuse_shares_at_the_edges():
+    shares = {"a": 0.5, "b": 0.5}
+    for share in (0.0, 1.0):
+        with pytest.raises(SmolmixError):
+            st.boost(shares, {"a": share})
+    assert st.boost({"a": 0.2, "b": 0.3, "c": 0.5}, {"a": 0.5}) == pytest.approx(
+        {"a": 0.5, "b": 0.3 * 0.5 / 0.8, "c": 0.5 * 0.5 / 0.8})
+    # a task exactly at the floor is not moved
+    assert st.floor({"a": 0.1, "b": 0.9}, 0.1) == {"a": 0.1, "b": 0.9}

@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from smolmix.errors import SmolmixError
+from smolmix.core.errors import SmolmixError
 from smolmix.lab.tasks import TASKS, TrainStream, get_task, make_eval_set
 
 

@@ -1,13 +1,27 @@
 import random
 
+import pytest
 import torch
+from transformers import AutoModelForCausalLM
 
-from smolmix.encoding import IGNORE_INDEX, encode_prompt_completion
-from smolmix.evaluate.teacher_forced import TeacherForcedEvaluator, pad_batch
+from smolmix.core.records import Record
 from smolmix.lab.tasks import TASKS, make_eval_set
-from smolmix.models import build_model, get_size
-from smolmix.records import Record
-from smolmix.train import TrainConfig, train
+from smolmix.models.ladder import build_model, get_size
+from smolmix.train.config import EvalSpec, TrainConfig
+from smolmix.train.curves import TeacherForcedEvaluator
+from smolmix.train.data import TokenDataset, pad_batch
+from smolmix.train.encoding import IGNORE_INDEX, encode_prompt_completion, encode_records
+from smolmix.train.trainer import fit
+
+
+def _train(model, tokenizer, records, held_out, run_dir, steps, every, **settings):
+    """The Trainer loop of smolmix train on in-memory records, shuffled with seed 0."""
+    config = TrainConfig(model="in-memory", mixture="in-memory", steps=steps, order="shuffle",
+                         save_checkpoints=False, eval=EvalSpec(every=every, batch_size=512),
+                         **settings)
+    evaluator = TeacherForcedEvaluator.from_records(tokenizer, held_out, 512)
+    dataset = TokenDataset(encode_records(tokenizer, records))
+    return fit(model, tokenizer.pad_token_id, dataset, evaluator, config, steps, run_dir)
 
 
 def test_labels_mask_the_prompt_and_end_with_eos(tokenizer):
@@ -31,18 +45,11 @@ def _greedy_exact_match(model, tokenizer, records):
     return hits
 
 
-def test_teacher_forced_exact_match_equals_greedy_decoding(tokenizer, tmp_path):
+def test_teacher_forced_exact_match_equals_greedy_decoding(tokenizer, partly_trained_copy):
     # A briefly trained model gets some examples right and some wrong, so the check has teeth.
-    task = TASKS["copy"]
-    held_out = make_eval_set(task, 40, seed=0, n=3)
-    rng = random.Random(1)
-    train_recs = [task.make(rng, 3) for _ in range(120 * 16)]
-    model = build_model(get_size("xs"), tokenizer, seed=0)
-    config = TrainConfig(steps=120, batch_size=16, eval_every=120, learning_rate=1e-2,
-                         warmup_steps=5)
-    train(model, tokenizer, train_recs, {"copy": held_out}, config, tmp_path)
-    model.eval()
-    evaluator = TeacherForcedEvaluator(tokenizer, {"copy": held_out}, batch_size=7)
+    path, held_out = partly_trained_copy
+    model = AutoModelForCausalLM.from_pretrained(path).eval()
+    evaluator = TeacherForcedEvaluator.from_records(tokenizer, {"copy": held_out}, batch_size=7)
     score = evaluator(model)["copy"]
     greedy = _greedy_exact_match(model, tokenizer, held_out)
     assert 0 < sum(greedy) < len(greedy), "want a partly trained model"
@@ -50,17 +57,30 @@ def test_teacher_forced_exact_match_equals_greedy_decoding(tokenizer, tmp_path):
     assert score.count == len(held_out)
 
 
-def test_per_task_loss_matches_model_loss(tokenizer):
+def test_per_task_loss_is_the_mean_over_every_target_token(tokenizer):
+    # Several examples of different lengths in padded batches of 2: the task's loss is the
+    # token-weighted mean (each example's summed token loss over all target tokens), not the
+    # mean of the examples' means, and padding adds nothing.
     model = build_model(get_size("xs"), tokenizer, seed=0).eval()
-    recs = {"sort": [Record("sort", "sort 3 1 2 =", " 1 2 3")],
-            "rotate": [Record("rotate", "rotate 4 5 =", " 5 4")]}
-    scores = TeacherForcedEvaluator(tokenizer, recs)(model)
-    for task, [rec] in recs.items():
-        enc = encode_prompt_completion(tokenizer, [rec.prompt], [rec.completion])
-        batch = pad_batch(enc["input_ids"], enc["labels"], tokenizer.pad_token_id)
-        with torch.no_grad():
-            expected = model(**batch).loss.item()
-        assert abs(scores[task].loss - expected) < 1e-5
+    recs = {"sort": [Record("sort", "sort 3 1 2 =", " 1 2 3"),
+                     Record("sort", "sort 9 =", " 9"),
+                     Record("sort", "sort 5 4 3 2 1 0 =", " 0 1 2 3 4 5")],
+            "rotate": [Record("rotate", "rotate 4 5 =", " 5 4"),
+                       Record("rotate", "rotate 1 2 3 4 5 6 7 =", " 2 3 4 5 6 7 1")]}
+    scores = TeacherForcedEvaluator.from_records(tokenizer, recs, batch_size=2)(model)
+    for task, task_recs in recs.items():
+        summed, tokens, means = 0.0, 0, []
+        for rec in task_recs:  # one example at a time: no padding at all
+            enc = encode_prompt_completion(tokenizer, [rec.prompt], [rec.completion])
+            count = sum(1 for t in enc["labels"][0][1:] if t != IGNORE_INDEX)
+            with torch.no_grad():
+                loss = model(**pad_batch(enc["input_ids"], enc["labels"],
+                                         tokenizer.pad_token_id)).loss.item()
+            summed, tokens = summed + loss * count, tokens + count
+            means.append(loss)
+        assert scores[task].loss == pytest.approx(summed / tokens, abs=1e-5)
+        assert abs(scores[task].loss - sum(means) / len(means)) > 1e-3  # weighting matters
+        assert scores[task].count == len(task_recs)
 
 
 def test_training_writes_per_task_curves(tokenizer, tmp_path):
@@ -68,8 +88,8 @@ def test_training_writes_per_task_curves(tokenizer, tmp_path):
     rng = random.Random(0)
     recs = [TASKS[t].make(rng) for t in ("copy", "sort") * 40]
     model = build_model(get_size("xxs"), tokenizer, seed=0)
-    curves = train(model, tokenizer, recs, held_out,
-                   TrainConfig(steps=10, batch_size=8, eval_every=4, warmup_steps=1), tmp_path)
+    curves = _train(model, tokenizer, recs, held_out, tmp_path, steps=10, every=4, batch_size=8,
+                    warmup_steps=1, learning_rate=3e-3)
     steps = sorted({r["step"] for r in curves})
     assert steps == [0, 4, 8, 10]
     assert {r["task"] for r in curves} == {"copy", "sort"}

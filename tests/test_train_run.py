@@ -10,14 +10,20 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
-from transformers import AutoModelForCausalLM
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from smolmix.cli import main
-from smolmix.encoding import IGNORE_INDEX, encode_conversations, pack
-from smolmix.errors import SmolmixError
-from smolmix.train_config import load_run_config
-from smolmix.train_run import run_training
+from smolmix.core.errors import SmolmixError
+from smolmix.core.records import write_jsonl
+from smolmix.lab.tasks import TASKS, TrainStream
+from smolmix.mix.command import build_mixture
+from smolmix.train.command import train
+from smolmix.train.config import load_train_config
+from smolmix.train.data import load_mixture, split_holdout
+from smolmix.train.encoding import IGNORE_INDEX, encode_conversations, pack
 
 
 def _config(tmp_path: Path, model: Path, mixture: Path, **extra) -> Path:
@@ -57,37 +63,74 @@ def test_train_writes_a_complete_run(tmp_path, tiny_checkpoint, lab_mixture, cap
     assert "exact match" in capsys.readouterr().out
 
 
-def test_held_out_examples_are_not_trained_on(tiny_checkpoint, lab_mixture):
-    from smolmix.train_run import load_mixture, rows_of, split_holdout
+def _greedy_right(model, tokenizer, records) -> list[bool]:
+    """One prompt at a time with ``model.generate``, judged by the lab task's own checker."""
+    right = []
+    for rec in records:
+        prompt = torch.tensor([tokenizer(rec.prompt, add_special_tokens=False)["input_ids"]])
+        out = model.generate(prompt, max_new_tokens=8, do_sample=False,
+                             eos_token_id=tokenizer.eos_token_id,
+                             pad_token_id=tokenizer.pad_token_id)
+        text = tokenizer.decode(out[0, prompt.shape[1]:], skip_special_tokens=True)
+        right.append(TASKS[rec.task].check(rec.prompt, text))
+    return right
 
-    rows = rows_of(load_mixture(str(lab_mixture)))
-    train, held = split_holdout(rows, 10)
-    held_prompts = {r["prompt"] for rs in held.values() for r in rs}
+
+def test_generation_accuracy_in_the_curves_is_the_graded_generations(tmp_path,
+                                                                      partly_trained_copy):
+    # Start from a model that copies 3 digits about half the time: the curve's generation
+    # accuracy at the first and the last step must be the fraction of held-out prompts that
+    # the model of that step answers right, as the task's checker judges its generations.
+    base, _ = partly_trained_copy
+    stream = TrainStream(TASKS["copy"], 7, set(), n=3)
+    (tmp_path / "data").mkdir()
+    write_jsonl((stream.draw() for _ in range(200)), tmp_path / "data" / "copy.jsonl")
+    (tmp_path / "recipe.yaml").write_text("seed: 0\nbudget: {examples: 150}\nsources:\n"
+                                          "  - {name: copy, path: data/copy.jsonl}\n"
+                                          "strategy: [natural]\n")
+    build_mixture(tmp_path / "recipe.yaml", tmp_path / "mix", quiet=True)
+    config = _config(tmp_path, base, tmp_path / "mix", steps=4, learning_rate=0.01,
+                     eval={"holdout_per_task": 40, "every": 4,
+                           "generate": {"max_new_tokens": 8, "answer_format": "exact"}})
+    assert main(["train", str(config), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    held = split_holdout(load_mixture(tmp_path / "mix"), 40)[1]["copy"]
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    rows = {r["step"]: r for r in _curves(tmp_path / "run")}
+    assert sorted(rows) == [0, 4]
+    for step, model_path in ((0, base), (4, tmp_path / "run" / "model")):
+        right = _greedy_right(AutoModelForCausalLM.from_pretrained(model_path).eval(),
+                              tokenizer, held)
+        assert 0 < sum(right) < len(right), "want a partly right model"
+        assert rows[step]["generation_accuracy"] == sum(right) / len(right)
+
+
+def test_held_out_examples_are_not_trained_on(tiny_checkpoint, lab_mixture):
+    records = load_mixture(str(lab_mixture))
+    kept, held = split_holdout(records, 10)
+    held_prompts = {r.prompt for rs in held.values() for r in rs}
     assert all(len(rs) == 10 for rs in held.values())
-    assert not held_prompts & {r["prompt"] for r in train}
+    assert not held_prompts & {r.prompt for r in kept}
 
 
 def test_resumed_run_ends_like_an_uninterrupted_one(tmp_path, tiny_checkpoint, lab_mixture):
-    config = load_run_config(_config(tmp_path, tiny_checkpoint, lab_mixture, steps=12,
-                                     order="shuffle"))
-    whole = run_training(config, tmp_path / "whole", quiet=True)
+    config = load_train_config(_config(tmp_path, tiny_checkpoint, lab_mixture, steps=12,
+                                       order="shuffle"))
+    whole = train(config, tmp_path / "whole", quiet=True)
 
     calls = {"n": 0}
 
-    def interrupt_at_third_eval(tokenizer, held):
-        def scorer(model):
-            calls["n"] += 1
-            if calls["n"] == 3:  # the evaluation at step 8, before checkpoint-8 is saved
-                raise KeyboardInterrupt
-            return {}
-        return [scorer]
+    def interrupt_at_third_eval(model):
+        calls["n"] += 1
+        if calls["n"] == 3:  # the evaluation at step 8, before checkpoint-8 is saved
+            raise KeyboardInterrupt
+        return {}
 
     with pytest.raises(KeyboardInterrupt):
-        run_training(config, tmp_path / "cut", quiet=True, scorer_factory=interrupt_at_third_eval)
+        train(config, tmp_path / "cut", quiet=True, scorers=[interrupt_at_third_eval])
     partial = tmp_path / "cut.partial"
     assert not (tmp_path / "cut").exists()
     assert [p.name for p in (partial / "checkpoints").iterdir()] == ["checkpoint-4"]
-    resumed = run_training(config, tmp_path / "cut", resume=True, quiet=True)
+    resumed = train(config, tmp_path / "cut", resume=True, quiet=True)
     for task, metrics in whole["final"].items():
         assert resumed["final"][task]["loss"] == pytest.approx(metrics["loss"], rel=1e-5)
     steps = [(r["step"], r["task"]) for r in _curves(tmp_path / "cut")]
@@ -103,6 +146,23 @@ def test_lora_run_saves_adapter_and_merged_model(tmp_path, tiny_checkpoint, lab_
     assert (tmp_path / "run" / "adapter" / "adapter_config.json").is_file()
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "model")
     assert not any("lora" in name for name, _ in model.named_parameters())
+    # model/ is the base with B·A·(alpha/r) added to each target, every other weight untouched
+    base = load_file(tiny_checkpoint / "model.safetensors")
+    merged = load_file(tmp_path / "run" / "model" / "model.safetensors")
+    adapter = load_file(tmp_path / "run" / "adapter" / "adapter_model.safetensors")
+    assert set(merged) == set(base)
+    scale, merged_targets = 32.0 / 4, 0
+    for name, weight in merged.items():
+        prefix = "base_model.model." + name.removesuffix(".weight")
+        if prefix + ".lora_A.weight" not in adapter:
+            assert torch.equal(weight, base[name]), name
+            continue
+        delta = scale * adapter[prefix + ".lora_B.weight"] @ adapter[prefix + ".lora_A.weight"]
+        assert delta.abs().max() > 0, name  # B starts at zero: training moved it
+        torch.testing.assert_close(weight, base[name] + delta, rtol=1e-5, atol=1e-6)
+        merged_targets += 1
+    layers = AutoModelForCausalLM.from_pretrained(tiny_checkpoint).config.num_hidden_layers
+    assert merged_targets == 2 * layers  # q_proj and v_proj in every layer
 
 
 def test_packing_fills_rows_and_keeps_positions_per_example(tmp_path, tiny_checkpoint,
@@ -165,7 +225,7 @@ def test_bad_inputs_are_one_line_errors(tmp_path, tiny_checkpoint, lab_mixture, 
 
 
 def test_tokenizer_and_model_vocabulary_mismatch(tmp_path, tokenizer, lab_mixture, capsys):
-    from smolmix.models import build_model, build_tokenizer, get_size, save_checkpoint
+    from smolmix.models.ladder import build_model, build_tokenizer, get_size, save_checkpoint
 
     small = build_tokenizer(["a", "b"])
     save_checkpoint(build_model(get_size("xxs"), small, seed=0), small, tmp_path / "small")

@@ -36,3 +36,10 @@ def test_curves_from_rows_sorts_steps():
     rows = [{"step": 200, "task": "x", "exact_match": 0.5}, {"step": 0, "task": "x",
                                                              "exact_match": 0.0}]
     assert curves_from_rows(rows)["x"] == Curve([0, 200], [0.0, 0.5])
+
+
+def test_reaching_the_threshold_exactly_counts_as_learned():
+    steps = [0, 100, 200]
+    assert judge("a", Curve(steps, [0.0, 0.5, 0.9]), threshold=0.9).verdict == LEARNED
+    assert judge("b", Curve(steps, [0.0, 0.9, 0.5]), threshold=0.9).verdict == OVERWRITTEN
+    assert judge("c", Curve(steps, [0.0, 0.5, 0.89]), threshold=0.9).verdict == NEVER

@@ -1,4 +1,8 @@
-"""The ``smolmix`` command: parse arguments, call the library, print. No logic lives here."""
+"""The ``smolmix`` command: parse arguments, call the library, print. No logic lives here.
+
+Each command imports its package when it runs (not at the top of this module): torch and
+transformers take seconds to import, and ``smolmix mix`` or ``smolmix grade`` need neither.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from smolmix.errors import SmolmixError
+from smolmix.core.errors import SmolmixError
 
 EXIT_USER_ERROR = 2
 
@@ -104,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     gap.add_argument("--out", type=Path, help="write gaps.json and gaps.png here")
     gap.set_defaults(func=_gap)
     diag = commands.add_parser("diagnose", help="why each task was or was not learned")
-    diag.add_argument("run", type=Path, help="a smolmix train run or a lab cell folder")
+    diag.add_argument("run", type=Path, help="a smolmix train run (a lab cell is one)")
     diag.add_argument("--tasks", type=_name_list, help="tasks to diagnose (default: all)")
     diag.add_argument("--max-batches", type=int, default=4, help="held-out batches per task")
     diag.add_argument("--batch-size", type=int, default=32)
@@ -116,6 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
     diag.add_argument("--out", type=Path, help="write diagnosis.json here")
     diag.add_argument("--quiet", action="store_true", help="no progress output")
     diag.set_defaults(func=_diagnose)
+    rep = commands.add_parser("report", help="one HTML page for run folders, side by side")
+    rep.add_argument("runs", type=Path, nargs="+", metavar="RUN",
+                     help="run folders (mixture, train, eval, diagnose, gap or lab runs)")
+    rep.add_argument("--out", type=Path, required=True, help="report folder to create")
+    rep.add_argument("--quiet", action="store_true", help="no progress output")
+    rep.set_defaults(func=_report)
     lab = commands.add_parser("lab", help="synthetic studies that reproduce the findings on a CPU")
     studies = lab.add_subparsers(dest="study", required=True, parser_class=_Parser)
     rare = studies.add_parser("rare-tasks",
@@ -136,8 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _mix(args: argparse.Namespace) -> None:
     import json
 
-    from smolmix.mix.build import build_mixture, plan_table
-    from smolmix.recipe import recipe_json_schema
+    from smolmix.mix.command import build_mixture, plan_table
+    from smolmix.mix.recipe import recipe_json_schema
 
     if args.schema:
         print(json.dumps(recipe_json_schema(), indent=2))
@@ -155,15 +165,15 @@ def _mix(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from smolmix.train_config import load_run_config
-    from smolmix.train_run import run_training
+    from smolmix.train.command import train
+    from smolmix.train.config import load_train_config
 
     overrides = list(args.overrides)
     overrides += [f"model={args.model}"] if args.model else []
     overrides += [f"mixture={args.mixture}"] if args.mixture else []
-    config = load_run_config(args.config, overrides)
+    config = load_train_config(args.config, overrides)
     resume = Path(args.resume) if isinstance(args.resume, str) else args.resume
-    summary = run_training(config, args.out, resume=resume, quiet=args.quiet)
+    summary = train(config, args.out, resume=resume, quiet=args.quiet)
     if summary is None:  # not the main process of a multi-process launch
         return
     for task, metrics in summary["final"].items():
@@ -173,13 +183,14 @@ def _train(args: argparse.Namespace) -> None:
 
 def _eval(args: argparse.Namespace) -> None:
     if args.probe == "needle":
-        from smolmix.evaluate.needle_run import run_needle
+        from smolmix.evaluate.command import run_needle
 
         print(run_needle(args.model, args.out, args.lengths, args.depths, args.trials,
                          args.seed, args.batch_size, _tags(args.tag), quiet=args.quiet))
         print(f"wrote {args.out}")
         return
-    from smolmix.evaluate.run import run_eval, score_table
+    import smolmix.lab  # noqa: F401  (registers the lab:NAME tasks)
+    from smolmix.evaluate.command import run_eval, score_table
     from smolmix.evaluate.tasks import resolve_tasks
 
     if args.batch_size <= 0:
@@ -193,7 +204,7 @@ def _eval(args: argparse.Namespace) -> None:
 
 
 def _grade(args: argparse.Namespace) -> None:
-    from smolmix.evaluate.grading import grade_file
+    from smolmix.grading.command import grade_file
 
     summary = grade_file(args.predictions, args.out, args.prediction_field,
                          args.reference_field, args.answer_format)
@@ -212,20 +223,26 @@ def _gap(args: argparse.Namespace) -> None:
 
 
 def _diagnose(args: argparse.Namespace) -> None:
-    from smolmix.diagnose.run import diagnose, verdict_table
+    from smolmix.diagnose.command import DiagnoseSettings, diagnose, verdict_table
 
-    if args.retention_steps <= 0:
-        raise SmolmixError(f"must be positive, got {args.retention_steps}", "--retention-steps")
-    report = diagnose(args.run, args.tasks, args.max_batches, args.batch_size, args.data,
-                      args.isolation, args.min_share, args.retention_steps, out=args.out,
-                      quiet=args.quiet)
+    settings = DiagnoseSettings(batch_size=args.batch_size, max_batches=args.max_batches,
+                                retention_steps=args.retention_steps)
+    report = diagnose(args.run, args.tasks, args.data, args.isolation, args.min_share,
+                      settings, out=args.out, quiet=args.quiet)
     print(verdict_table(report))
     print(f"({report['seconds']:.1f} s)" + (f"; wrote {args.out}" if args.out else ""))
 
 
+def _report(args: argparse.Namespace) -> None:
+    import smolmix.lab  # noqa: F401  (registers the labs' report sections)
+    from smolmix.report.command import report
+
+    print(f"wrote {report(args.runs, args.out, quiet=args.quiet)}")
+
+
 def _lab_rare_tasks(args: argparse.Namespace) -> None:
-    from smolmix.lab.rare_tasks import customize, get_preset, run_study
-    from smolmix.report.html import reading, summary_table
+    from smolmix.lab.rare_tasks.report import reading, summary_table
+    from smolmix.lab.rare_tasks.study import customize, get_preset, run_study
 
     preset = customize(get_preset(args.preset), args.sizes, args.seeds, args.steps, args.tasks)
     out = args.out or Path("runs") / f"rare-tasks-{preset.name}"

@@ -2,7 +2,7 @@
 
 Every measure works on any Hugging Face causal LM (``model(**batch).loss`` with ``input_ids``,
 ``attention_mask`` and ``labels``, -100 masking the prompt) and per-task held-out batches
-(task name -> list of batches, e.g. from :func:`smolmix.evaluate.teacher_forced.pad_batch`).
+(task name -> list of batches, e.g. from :func:`smolmix.train.curves.pad_batch`).
 """
 
 from smolmix.diagnose.interference import (

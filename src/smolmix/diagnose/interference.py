@@ -12,17 +12,18 @@ loss up (they overwrite t); ``total_t < 0``: the mixture step as a whole undoes 
 
 from __future__ import annotations
 
-import json
 import math
-import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
+from transformers import AutoModelForCausalLM
 
-from smolmix.diagnose._common import (
+from smolmix.core.errors import SmolmixError
+from smolmix.core.rundir import checkpoint_step
+from smolmix.diagnose.batches import (
     TaskBatches,
     batch_loss,
     check_tasks,
@@ -30,7 +31,6 @@ from smolmix.diagnose._common import (
     model_device,
     target_tokens,
 )
-from smolmix.errors import SmolmixError
 
 
 def task_gradients(model: torch.nn.Module, batches: TaskBatches, max_batches: int | None = None,
@@ -232,23 +232,6 @@ class InterferenceCurve:
         }
 
 
-def checkpoint_step(path: Path) -> int:
-    """The training step of a checkpoint folder: ``trainer_state.json``'s ``global_step``, else
-    the number ending its name (``checkpoint-500``)."""
-    path = Path(path)
-    state = path / "trainer_state.json"
-    if state.is_file():
-        step = json.loads(state.read_text()).get("global_step")
-        if isinstance(step, int):
-            return step
-    match = re.search(r"(\d+)$", path.name)
-    if match is None:
-        raise SmolmixError("cannot tell the training step of this checkpoint (no "
-                           "trainer_state.json, no step at the end of its name); pass steps",
-                           str(path))
-    return int(match.group(1))
-
-
 def interference_over_checkpoints(
     checkpoints: Sequence[str | Path], batches: TaskBatches, shares: Mapping[str, float],
     max_batches: int | None = None, steps: Sequence[int] | None = None,
@@ -259,8 +242,6 @@ def interference_over_checkpoints(
     ``dtype``, one at a time), ordered by step. ``steps`` defaults to :func:`checkpoint_step` of
     each; ``device`` to CUDA when available, else CPU.
     """
-    from transformers import AutoModelForCausalLM
-
     paths = [Path(c) for c in checkpoints]
     if not paths:
         raise SmolmixError("no checkpoints given", "checkpoints")

@@ -16,7 +16,8 @@ from typing import Literal
 
 import torch
 
-from smolmix.diagnose._common import (
+from smolmix.core.errors import SmolmixError
+from smolmix.diagnose.batches import (
     TaskBatches,
     batch_loss,
     check_tasks,
@@ -24,8 +25,7 @@ from smolmix.diagnose._common import (
     model_device,
     target_tokens,
 )
-from smolmix.encoding import IGNORE_INDEX
-from smolmix.errors import SmolmixError
+from smolmix.train.encoding import IGNORE_INDEX
 
 SHARED, UNUSED = "shared", "unused"
 DOWN_NAMES = ("down_proj", "fc2", "dense_4h_to_h")  # MLP output projections wherever they sit

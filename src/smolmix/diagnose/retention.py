@@ -17,7 +17,8 @@ from typing import Literal
 
 import torch
 
-from smolmix.diagnose._common import (
+from smolmix.core.errors import SmolmixError
+from smolmix.diagnose.batches import (
     Batch,
     batch_loss,
     check_batches,
@@ -25,7 +26,6 @@ from smolmix.diagnose._common import (
     model_device,
     target_tokens,
 )
-from smolmix.errors import SmolmixError
 
 OPTIMIZERS = ("sgd", "adam")
 

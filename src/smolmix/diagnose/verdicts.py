@@ -22,7 +22,6 @@ LEARNED = "learned"
 OVERWRITTEN = "learned then overwritten"
 NOT_EXPRESSIBLE = "not expressible at this size"
 NEVER = "never learned"
-VERDICTS = (LEARNED, OVERWRITTEN, NEVER, NOT_EXPRESSIBLE)
 
 
 @dataclass(frozen=True)
@@ -43,7 +42,7 @@ class Curve:
 
 
 @dataclass(frozen=True)
-class Verdict:
+class TaskVerdict:
     task: str
     verdict: str
     evidence: list[str]
@@ -81,7 +80,7 @@ def share_remedy(task: str, share: float | None, min_share: float | None) -> str
 
 def judge(task: str, curve: Curve, isolation: float | None = None, share: float | None = None,
           min_share: float | None = None, threshold: float = LEARN_THRESHOLD,
-          mechanism: Mapping[str, float] | None = None) -> Verdict:
+          mechanism: Mapping[str, float] | None = None) -> TaskVerdict:
     """The verdict for one task (see the module doc); ``mechanism`` adds measured evidence
     (e.g. interference from other tasks, retention)."""
     peak, peak_step = curve.peak
@@ -97,13 +96,13 @@ def judge(task: str, curve: Curve, isolation: float | None = None, share: float 
     for key, value in (mechanism or {}).items():
         evidence.append(f"{key.replace('_', ' ')} {value:+.3g}")
     if curve.final >= threshold:
-        return Verdict(task, LEARNED, evidence, None, numbers)
+        return TaskVerdict(task, LEARNED, evidence, None, numbers)
     if peak >= threshold:
-        return Verdict(task, OVERWRITTEN, evidence,
+        return TaskVerdict(task, OVERWRITTEN, evidence,
                        share_remedy(task, share, min_share)
                        + "; or stop at the peak / interleave it in later stages", numbers)
     if isolation is not None and isolation < threshold:
-        return Verdict(task, NOT_EXPRESSIBLE, evidence,
+        return TaskVerdict(task, NOT_EXPRESSIBLE, evidence,
                        "a larger model or a simpler form of the task; a larger share will not "
                        "help at this size", numbers)
-    return Verdict(task, NEVER, evidence, share_remedy(task, share, min_share), numbers)
+    return TaskVerdict(task, NEVER, evidence, share_remedy(task, share, min_share), numbers)

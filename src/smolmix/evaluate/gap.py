@@ -14,7 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from smolmix.errors import SmolmixError
+from smolmix.core.errors import SmolmixError
+from smolmix.core.figures import new_figure, save_png
+from smolmix.core.rundir import atomic_output, read_manifest, write_manifest
 from smolmix.evaluate.metrics import bootstrap_difference
 
 GAPS = (("long_cot", "cot", "long", "short"), ("large_teacher", "teacher", "large", "small"))
@@ -35,10 +37,8 @@ def read_run(path: Path) -> EvalRun:
     """An eval run folder: its tags and per-sample verdicts."""
     path = Path(path)
     try:
-        manifest = json.loads((path / "manifest.json").read_text())
-        if manifest["smolmix"]["kind"] != "eval":
-            raise KeyError
-    except (OSError, ValueError, KeyError, TypeError):
+        manifest = read_manifest(path, kinds=("eval",))
+    except SmolmixError:
         raise SmolmixError("not an eval run (no manifest.json from smolmix eval)",
                            str(path)) from None
     correct = {}
@@ -46,7 +46,7 @@ def read_run(path: Path) -> EvalRun:
         for line in fh:
             row = json.loads(line)
             correct[(row["task"], int(row["index"]))] = bool(row["correct"])
-    return EvalRun(path, {str(k): str(v) for k, v in manifest.get("tags", {}).items()}, correct)
+    return EvalRun(path, {str(k): str(v) for k, v in (manifest.get("tags") or {}).items()}, correct)
 
 
 def _pair(a: EvalRun, b: EvalRun) -> tuple[list[float], list[float], bool]:
@@ -73,8 +73,8 @@ def gaps(runs: Sequence[EvalRun], seed: int = 0) -> list[dict]:
                                    f"or {key}={low}; tag each run once", "RUN")
             a, b, paired = _pair(ups[0], downs[0])
             diff = bootstrap_difference(a, b, paired, seed)
-            rows.append({"student": student, "gap": gap, "high": f"{key}={high}",
-                         "low": f"{key}={low}", "p_high": sum(a) / len(a),
+            rows.append({"student": student, "gap": gap, "high_tag": f"{key}={high}",
+                         "low_tag": f"{key}={low}", "p_high": sum(a) / len(a),
                          "p_low": sum(b) / len(b), "paired": paired, **diff,
                          "runs": [str(ups[0].path), str(downs[0].path)]})
     if not rows:
@@ -93,31 +93,23 @@ def gap_table(rows: Sequence[dict]) -> str:
 
 def write_gap_plot(rows: Sequence[dict], path: Path) -> None:
     """Bars of each gap per student, with the interval as error bars."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     labels = [f"{r['student']}\n{r['gap']}" for r in rows]
     values = [r["diff"] for r in rows]
     errors = [[r["diff"] - r["low"] for r in rows], [r["high"] - r["diff"] for r in rows]]
-    fig, ax = plt.subplots(figsize=(max(4, 1.2 * len(rows) + 2), 3.5))
+    fig = new_figure(max(4, 1.2 * len(rows) + 2), 3.5)
+    ax = fig.add_subplot()
     ax.bar(range(len(rows)), values, yerr=errors, capsize=4,
            color=["#c0504d" if v < 0 else "#4f81bd" for v in values])
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xticks(range(len(rows)), labels, fontsize=8)
     ax.set_ylabel("accuracy gap (high − low)")
     ax.set_title("Learnability gaps (95% bootstrap CI)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def run_gap(paths: Sequence[Path], out: Path | None = None, seed: int = 0) -> list[dict]:
     """Read the runs, compute the gaps, and (with ``out``) write ``gaps.json`` and
     ``gaps.png`` atomically."""
-    from smolmix.rundir import atomic_output, write_manifest
-
     rows = gaps([read_run(Path(p)) for p in paths], seed)
     if out is not None:
         with atomic_output(Path(out)) as work:

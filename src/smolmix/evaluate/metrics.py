@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -51,13 +51,3 @@ def bootstrap_difference(a: Sequence[float], b: Sequence[float], paired: bool, s
 def bucket_of(share: float) -> str:
     """The frequency bucket of a training share."""
     return next(name for name, upper in BUCKETS if share < upper)
-
-
-def mixture_shares(manifest: Mapping) -> dict[str, float]:
-    """Each task's achieved share over all stages of a mixture manifest."""
-    counts: dict[str, int] = {}
-    for per_task in manifest.get("by_task", {}).values():
-        for task, stats in per_task.items():
-            counts[task] = counts.get(task, 0) + int(stats.get("selected", 0))
-    total = sum(counts.values())
-    return {task: n / total for task, n in counts.items()} if total else {}

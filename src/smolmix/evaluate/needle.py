@@ -4,7 +4,7 @@ SmolLM2 checked its long-context extension this way. A prompt is filler text ("h
 given total length in the model's own tokens, with a needle (``The secret number is 4821.``)
 inserted at a relative depth (0 = first, 1 = just before the question), followed by a question
 whose answer continues the prompt (``... What is the secret number? The secret number is``).
-The model answers greedily (:func:`smolmix.evaluate.generate.generate`) and a sample counts as
+The model answers greedily (:func:`smolmix.inference.hf.generate`) and a sample counts as
 retrieved when the first number in the answer is exactly the needle's value.
 
 The text comes from a :class:`NeedleSpec`:
@@ -45,10 +45,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from smolmix.errors import SmolmixError
-from smolmix.evaluate.generate import generate
+from smolmix.core.errors import SmolmixError
+from smolmix.core.figures import new_figure, save_png
+from smolmix.inference.hf import generate
 
 DEFAULT_FILLER = (
     "The morning market opened slowly as the fog lifted from the river. "
@@ -422,14 +424,9 @@ def needle_probe(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
 
 def write_heatmap(result: NeedleResult, path: Path) -> Path:
     """A PNG heatmap: context length (x) by needle depth (y), retrieval accuracy in each cell."""
-    import numpy as np
-    from matplotlib.figure import Figure
-
-    from smolmix.report.plots import DPI, PNG_METADATA
-
     grid = np.array(result.accuracy, dtype=float).T  # rows: depths, columns: lengths
-    fig = Figure(figsize=(max(4.8, 2.4 + 0.9 * len(result.lengths)),
-                          max(3.2, 1.4 + 0.42 * len(result.depths))), layout="constrained")
+    fig = new_figure(max(4.8, 2.4 + 0.9 * len(result.lengths)),
+                     max(3.2, 1.4 + 0.42 * len(result.depths)))
     ax = fig.add_subplot()
     image = ax.imshow(grid, cmap="viridis", vmin=0, vmax=1, aspect="auto")
     ax.set_xticks(range(len(result.lengths)), [f"{n:,}" for n in result.lengths])
@@ -443,7 +440,4 @@ def write_heatmap(result: NeedleResult, path: Path) -> Path:
     fig.colorbar(image, ax=ax, label="retrieval accuracy", shrink=0.8, pad=0.02)
     ax.set_title(f"Needle in a haystack: retrieved (%), {result.trials} trial"
                  f"{'s' * (result.trials > 1)} per cell ({result.spec.name} text)", fontsize=10)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, metadata=PNG_METADATA)
-    return path
+    return save_png(fig, path)

@@ -11,18 +11,43 @@ task file.
 from __future__ import annotations
 
 import string
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import datasets
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from smolmix.errors import SmolmixError
-from smolmix.evaluate.extract import ANSWER_FORMATS
-from smolmix.recipe import invalid, read_yaml
+from smolmix.core.config import invalid, read_yaml
+from smolmix.core.errors import SmolmixError
+from smolmix.core.records import Record, json_objects
+from smolmix.grading.extract import ANSWER_FORMATS
 
 LAB_PREFIX = "lab:"
+
+
+@dataclass(frozen=True)
+class TaskGenerator:
+    """Where generated tasks (``lab:NAME``) come from: their names and a function
+    ``make(name, count, seed)`` giving ``count`` records."""
+
+    names: Callable[[], Sequence[str]]
+    make: Callable[[str, int, int], list[Record]]
+
+
+GENERATORS: dict[str, TaskGenerator] = {}
+
+
+def register_generator(kind: str, generator: TaskGenerator) -> None:
+    """Make ``kind:NAME`` tasks available (``smolmix.lab`` registers ``lab``)."""
+    GENERATORS[kind] = generator
+
+
+def _generator(kind: str) -> TaskGenerator:
+    if kind not in GENERATORS:
+        raise SmolmixError(f"{kind} tasks need their generator (import smolmix.lab)", "--tasks")
+    return GENERATORS[kind]
 
 
 class TaskSpec(BaseModel):
@@ -61,7 +86,7 @@ DEFAULTS = {
 
 
 @dataclass(frozen=True)
-class Task:
+class EvalTask:
     """A resolved task: its settings and its examples (prompt text and reference)."""
 
     spec: TaskSpec
@@ -80,11 +105,9 @@ class Task:
 def parse_task_arg(text: str) -> list[TaskSpec]:
     """One ``--tasks`` item: ``lab:NAME``, ``gsm8k=PATH``, ``math=PATH`` or a task file."""
     if text.startswith(LAB_PREFIX):
-        from smolmix.lab.tasks import TASKS
-
-        name = text[len(LAB_PREFIX):]
-        if name not in TASKS:
-            raise SmolmixError(f"unknown lab task {name!r}; known: {', '.join(sorted(TASKS))}",
+        name, known = text[len(LAB_PREFIX):], sorted(_generator("lab").names())
+        if name not in known:
+            raise SmolmixError(f"unknown lab task {name!r}; known: {', '.join(known)}",
                                "--tasks")
         return [TaskSpec(name=name, kind="lab")]
     kind, sep, path = text.partition("=")
@@ -128,12 +151,10 @@ def _check_spec(spec: TaskSpec, where: str) -> None:
                            f"{', '.join(ANSWER_FORMATS)}", where)
 
 
-def load_task(spec: TaskSpec, seed: int = 0) -> Task:
+def load_task(spec: TaskSpec, seed: int = 0) -> EvalTask:
     """Read (or, for lab tasks, generate) the task's examples and build its prompts."""
     if spec.kind == "lab":
-        from smolmix.lab.tasks import get_task, make_eval_set
-
-        records = make_eval_set(get_task(spec.name), spec.count, seed)
+        records = _generator("lab").make(spec.name, spec.count, seed)
         rows = [{"prompt": r.prompt, "completion": r.completion} for r in records]
     else:
         rows = _read_rows(spec)
@@ -141,7 +162,7 @@ def load_task(spec: TaskSpec, seed: int = 0) -> Task:
         rows = rows[:spec.limit]
     if not rows:
         raise SmolmixError(f"task {spec.name!r} has no examples", str(spec.path))
-    task = Task(spec, [], [])
+    task = EvalTask(spec, [], [])
     template = task.setting("prompt_template") or "{" + task.setting("prompt_field") + "}"
     fields = {f for _, f, _, _ in string.Formatter().parse(template) if f}
     needed = sorted(fields | {task.setting("reference_field")})
@@ -160,11 +181,7 @@ def _read_rows(spec: TaskSpec) -> list[dict]:
     if not path.exists():
         raise SmolmixError(f"task {spec.name!r}: data {spec.path!r} does not exist", "path")
     if path.suffix.lower() in (".jsonl", ".json") and path.is_file():
-        from smolmix.records import json_objects
-
         return [data for _, data in json_objects(path)]
-    import datasets
-
     if path.is_dir():
         data = datasets.load_from_disk(str(path))
         if isinstance(data, datasets.DatasetDict):

@@ -13,8 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import accumulate
 
-from smolmix.errors import SmolmixError, lookup
-from smolmix.records import Record
+from smolmix.core.errors import SmolmixError, lookup
+from smolmix.core.records import Record
+from smolmix.evaluate.tasks import TaskGenerator, register_generator
 
 DIGITS = [str(d) for d in range(10)]
 SEP = "="
@@ -59,7 +60,7 @@ def _swap_pairs(xs: list[str]) -> list[str]:
 
 
 @dataclass(frozen=True)
-class Task:
+class SyntheticTask:
     """A synthetic task: how to sample an input of complexity ``n`` and how to solve it."""
 
     name: str
@@ -91,35 +92,35 @@ class Task:
         return prediction.split() == self.solve(toks[1:-1])
 
 
-TASKS: dict[str, Task] = {
+TASKS: dict[str, SyntheticTask] = {
     t.name: t
     for t in [
-        Task("copy", "repeat the sequence", _digits, list, 6),
-        Task("reverse", "reverse the sequence", _digits, lambda xs: xs[::-1], 6),
-        Task("sort", "sort the digits", _digits, sorted, 6),
-        Task("increment", "add 1 mod 10 to each digit", _digits,
+        SyntheticTask("copy", "repeat the sequence", _digits, list, 6),
+        SyntheticTask("reverse", "reverse the sequence", _digits, lambda xs: xs[::-1], 6),
+        SyntheticTask("sort", "sort the digits", _digits, sorted, 6),
+        SyntheticTask("increment", "add 1 mod 10 to each digit", _digits,
              lambda xs: _strs([(x + 1) % 10 for x in _ints(xs)]), 6),
-        Task("square", "square each digit mod 10", _digits,
+        SyntheticTask("square", "square each digit mod 10", _digits,
              lambda xs: _strs([(x * x) % 10 for x in _ints(xs)]), 6),
-        Task("prefix_sum", "running sum mod 10", _digits,
+        SyntheticTask("prefix_sum", "running sum mod 10", _digits,
              lambda xs: _strs([s % 10 for s in accumulate(_ints(xs))]), 6),
-        Task("pair_sum", "sum of neighbours mod 10", _digits,
+        SyntheticTask("pair_sum", "sum of neighbours mod 10", _digits,
              lambda xs: _strs([(a + b) % 10 for a, b in zip(_ints(xs), _ints(xs)[1:])]), 6,
              min_n=2),
-        Task("running_max", "maximum so far", _digits,
+        SyntheticTask("running_max", "maximum so far", _digits,
              lambda xs: _strs(list(accumulate(_ints(xs), max))), 6),
-        Task("count", "how often each digit occurs", _digits,
+        SyntheticTask("count", "how often each digit occurs", _digits,
              lambda xs: _strs([xs.count(x) for x in xs]), 6, max_n=9),
-        Task("swap_pairs", "swap neighbouring digits", _digits, _swap_pairs, 6),
-        Task("dedup", "drop repeated digits", _digits, _dedup, 6),
-        Task("rotate", "move the first digit to the end", _digits,
+        SyntheticTask("swap_pairs", "swap neighbouring digits", _digits, _swap_pairs, 6),
+        SyntheticTask("dedup", "drop repeated digits", _digits, _dedup, 6),
+        SyntheticTask("rotate", "move the first digit to the end", _digits,
              lambda xs: xs[1:] + xs[:1], 6),
-        Task("lookup", "value of the queried key", _lookup_sample, _lookup_solve, 4),
+        SyntheticTask("lookup", "value of the queried key", _lookup_sample, _lookup_solve, 4),
     ]
 }
 
 
-def get_task(name: str) -> Task:
+def get_task(name: str) -> SyntheticTask:
     """The task called ``name``; an unknown name is a user error listing the known ones."""
     return lookup(TASKS, name, "task", "task")
 
@@ -129,7 +130,7 @@ def vocabulary() -> list[str]:
     return [*DIGITS, SEP, QUERY, *TASKS]
 
 
-def make_eval_set(task: Task, count: int, seed: int, n: int | None = None) -> list[Record]:
+def make_eval_set(task: SyntheticTask, count: int, seed: int, n: int | None = None) -> list[Record]:
     """``count`` distinct held-out examples of ``task``, drawn from their own seed stream."""
     rng = random.Random(f"eval:{task.name}:{seed}")
     seen: dict[str, Record] = {}
@@ -148,7 +149,8 @@ def make_eval_set(task: Task, count: int, seed: int, n: int | None = None) -> li
 class TrainStream:
     """Draws training examples of one task, never returning a prompt in ``exclude``."""
 
-    def __init__(self, task: Task, seed: int, exclude: set[str], n: int | None = None) -> None:
+    def __init__(self, task: SyntheticTask, seed: int, exclude: set[str],
+                 n: int | None = None) -> None:
         self.task = task
         self.n = n
         self.exclude = exclude
@@ -162,3 +164,8 @@ class TrainStream:
         raise SmolmixError(
             f"task {self.task.name!r} has no training examples left outside the eval set", "task"
         )
+
+
+register_generator("lab", TaskGenerator(
+    names=lambda: list(TASKS),
+    make=lambda name, count, seed: make_eval_set(get_task(name), count, seed)))

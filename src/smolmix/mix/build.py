@@ -1,15 +1,10 @@
-"""``smolmix mix``: recipe → sources → hygiene → shares → selection → mixture directory.
-
-The output directory loads with ``datasets.load_from_disk`` and has a ``manifest.json`` that says,
-per stage, task and source, what was available, what was asked for and what was built.
-"""
+"""Building a mixture: recipe → sources → hygiene → shares → selection → the output rows, and
+the summary that goes into the mixture's manifest (see :mod:`smolmix.mix.command`)."""
 
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,13 +12,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from smolmix.errors import SmolmixError
+from smolmix.core.errors import SmolmixError
 from smolmix.mix import strategies as st
 from smolmix.mix.hygiene import Decontaminator, near_duplicates, scan, texts_at
-from smolmix.mix.output import write_mixture
-from smolmix.mix.sample import Cursor, example_counts, seeded_rng
-from smolmix.mix.sources import RecordTexts, load_source, record_text, take_rows
-from smolmix.recipe import (
+from smolmix.mix.recipe import (
     Boost,
     Floor,
     MixLarge,
@@ -34,9 +26,9 @@ from smolmix.recipe import (
     Temperature,
     Uniform,
     Weights,
-    load_recipe,
 )
-from smolmix.records import Record
+from smolmix.mix.sample import Cursor, example_counts, seeded_rng
+from smolmix.mix.sources import RecordTexts, load_source, record_text, take_rows
 
 REMOVED_FILE = "removed.jsonl"
 
@@ -124,6 +116,8 @@ def load_pool(recipe: Recipe) -> Pool:
 
 def count_tokens(tokenizer_path: Path, texts: Sequence[str]) -> np.ndarray:
     """Tokens per example (prompt and completion) with the recipe's tokenizer."""
+    # transformers (and torch behind it) only when a recipe budgets in tokens: smolmix mix
+    # does not otherwise pay their import time.
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
@@ -280,7 +274,7 @@ def _hygiene_stats(pool: Pool, by: str) -> dict:
     return dict(sorted(out.items()))
 
 
-def summarize(recipe: Recipe, pool: Pool, plans: Sequence[StagePlan]) -> dict:
+def summarize_mixture(recipe: Recipe, pool: Pool, plans: Sequence[StagePlan]) -> dict:
     """The manifest's description of the mixture."""
     drawn = [rows for sp in plans for rows in sp.rows.values()]
     uses = np.bincount(np.concatenate(drawn) if drawn else np.zeros(0, dtype=np.int64),
@@ -297,80 +291,3 @@ def summarize(recipe: Recipe, pool: Pool, plans: Sequence[StagePlan]) -> dict:
         "by_task": _stats(plans, pool, uses, "task"),
         "by_source": _stats(plans, pool, uses, "source"),
     }
-
-
-def plan_table(summary: dict) -> str:
-    """The plan as a plain-text table (``--dry-run`` and the end of a build)."""
-    lines = []
-    hyg = summary["hygiene"]["by_task"]
-    header = (f"{'stage':<10} {'task':<22} {'available':>9} {'removed':>7} {'requested':>9} "
-              f"{'selected':>8} {'achieved':>8} {'reps':>4}")
-    lines.append(header)
-    lines.append("-" * len(header))
-    for stage, tasks in summary["by_task"].items():
-        for task, g in tasks.items():
-            h = hyg.get(task, {})
-            removed = sum(h.get(reason, 0) for reason in REASONS)
-            lines.append(f"{stage:<10} {task:<22} {h.get('available', 0):>9} {removed:>7} "
-                         f"{g['requested_share']:>9.2%} {g['selected']:>8} "
-                         f"{g['achieved_share']:>8.2%} {g['repetitions']:>4}")
-    return "\n".join(lines)
-
-
-def mixture_records(recipe_path: Path) -> list[Record]:
-    """The mixture of a prompt/completion recipe, built in memory, as records in mixture order."""
-    recipe = load_recipe(Path(recipe_path))
-    pool = load_pool(recipe)
-    table = assemble(recipe, pool, plan(recipe, pool))
-    cols = table.select(["task", "prompt", "completion"]).to_pydict()
-    return [Record(task=t, prompt=p, completion=c)
-            for t, p, c in zip(cols["task"], cols["prompt"], cols["completion"])]
-
-
-def build_mixture(recipe_path: Path, out: Path | None, quiet: bool = False,
-                  dry_run: bool = False, export: Sequence[str] | None = None) -> dict:
-    """Build the mixture a recipe describes into ``out`` (atomically); return the summary.
-
-    With ``dry_run`` nothing is written and ``out`` may be None.
-    """
-    from smolmix.rundir import atomic_output, check_output_dir, write_manifest
-
-    if not dry_run:
-        if out is None:
-            raise SmolmixError("an output directory is required", "--out")
-        check_output_dir(Path(out), replace=False)
-    say = (lambda msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
-    recipe = load_recipe(Path(recipe_path))
-    say(f"loading {len(recipe.sources)} sources and applying hygiene")
-    pool = load_pool(recipe)
-    plans = plan(recipe, pool)
-    summary = summarize(recipe, pool, plans)
-    if dry_run:
-        return summary
-    rows = sum(s["examples"] for s in summary["stages"])
-    say(f"writing {rows} examples to {out}")
-    formats = list(export if export is not None else recipe.export)
-    pa.default_memory_pool().release_unused()  # what reading and hygiene left behind
-    with atomic_output(Path(out), replace=False) as work, _progress_bars(not quiet):
-        approx = pool.table.nbytes * rows // max(1, pool.table.num_rows)
-        write_mixture(work, mixture_chunks(recipe, pool, plans), rows, approx,
-                      fingerprint=recipe.hash()[:16], formats=formats)
-        with open(work / REMOVED_FILE, "w", encoding="utf-8") as fh:
-            for row in pool.removed_rows:
-                fh.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
-        write_manifest(work, "mixture", {"recipe": str(recipe_path)}, seed=recipe.seed,
-                       extra=summary)
-    return summary
-
-
-@contextmanager
-def _progress_bars(show: bool) -> Iterator[None]:
-    """Show or hide the datasets library's progress bars for the duration of a block."""
-    import datasets
-
-    was = datasets.is_progress_bar_enabled()
-    (datasets.enable_progress_bars if show else datasets.disable_progress_bars)()
-    try:
-        yield
-    finally:
-        (datasets.enable_progress_bars if was else datasets.disable_progress_bars)()

@@ -8,7 +8,6 @@ into the input, ascending.
 
 from __future__ import annotations
 
-import os
 import unicodedata
 import zlib
 from collections.abc import Callable, Iterable, Sequence
@@ -19,6 +18,8 @@ from typing import TypeVar
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from smolmix.core.pool import available_cores
 
 T = TypeVar("T")
 
@@ -72,6 +73,7 @@ def near_duplicates(texts: Sequence[str], threshold: float = 0.85, num_perm: int
     Texts shorter than ``ngram`` words are one shingle (the whole text). Shingles are
     hashed with CRC-32 (deterministic, twice as fast as datasketch's SHA-1 default).
     """
+    # datasketch only for near-duplicate dedup: it imports scipy (about a second)
     from datasketch import LeanMinHash, MinHash, MinHashLSH
 
     # LSH only proposes candidates (each is checked), so weigh misses over false candidates
@@ -355,19 +357,11 @@ def scan(texts: Sequence[str], decontaminator: Decontaminator | None = None,
     return _verified_duplicates(texts, keys), [i for _, dirty in results for i in dirty]
 
 
-def usable_cores() -> int:
-    """CPU cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def _map_batches(fn: Callable[[int], T], total: int, batch_size: int,
                  workers: int | None) -> list[T]:
     """``fn(begin)`` for each batch start in ``range(0, total, batch_size)``, in order."""
     starts = range(0, total, batch_size)
-    workers = min(workers or usable_cores(), len(starts))
+    workers = min(workers or available_cores(), len(starts))
     if workers <= 1:
         return [fn(begin) for begin in starts]
     with ThreadPoolExecutor(workers) as pool:

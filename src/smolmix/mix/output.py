@@ -13,6 +13,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
+from datasets import Dataset, DatasetInfo, Features
+from datasets.arrow_writer import ArrowWriter
 
 MAX_SHARD_BYTES = 500 * 2**20  # datasets' default max_shard_size
 
@@ -34,12 +37,8 @@ class _Exports:
 
     def write(self, chunk: pa.Table) -> None:
         if self.jsonl is not None:
-            from datasets import Dataset
-
             Dataset(chunk).to_json(self.jsonl, lines=True, force_ascii=False)
         if "parquet" in self.formats:
-            import pyarrow.parquet as pq
-
             if self.parquet is None:
                 self.parquet = pq.ParquetWriter(self.work / "mixture.parquet", chunk.schema)
             self.parquet.write_table(chunk)
@@ -58,9 +57,6 @@ def write_mixture(work: Path, chunks: Iterable[pa.Table], rows: int, approx_byte
     ``approx_bytes`` (the mixture's in-memory size) sets the shard count as ``save_to_disk``
     would; ``formats`` may name ``jsonl`` and ``parquet`` exports.
     """
-    from datasets import DatasetInfo, Features
-    from datasets.arrow_writer import ArrowWriter
-
     sizes = shard_sizes(rows, approx_bytes)
     names = [f"data-{i:05d}-of-{len(sizes):05d}.arrow" for i in range(len(sizes))]
     exports = _Exports(work, formats)

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from smolmix.errors import SmolmixError
+from smolmix.core.errors import SmolmixError
 from smolmix.mix.shares import counts_from_shares
 from smolmix.mix.strategies import Bucket
 

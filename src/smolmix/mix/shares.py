@@ -1,10 +1,11 @@
-"""Zipf shares by rank, and exact integer counts from shares (largest remainder)."""
+"""Task shares: Zipf shares by rank, exact integer counts from shares (largest remainder), and
+the achieved shares in a mixture manifest."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from smolmix.errors import SmolmixError
+from smolmix.core.errors import SmolmixError
 
 
 def zipf_shares(tasks: Sequence[str], exponent: float) -> dict[str, float]:
@@ -25,3 +26,13 @@ def counts_from_shares(shares: Mapping[str, float], total: int) -> dict[str, int
     for t in by_remainder[: total - sum(counts.values())]:
         counts[t] += 1
     return counts
+
+
+def mixture_shares(manifest: Mapping) -> dict[str, float]:
+    """Each task's achieved share over all stages of a mixture manifest."""
+    counts: dict[str, int] = {}
+    for per_task in manifest.get("by_task", {}).values():
+        for task, stats in per_task.items():
+            counts[task] = counts.get(task, 0) + int(stats.get("selected", 0))
+    total = sum(counts.values())
+    return {task: n / total for task, n in counts.items()} if total else {}

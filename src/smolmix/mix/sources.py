@@ -17,6 +17,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import datasets
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -24,21 +25,11 @@ import pyarrow.csv as pv
 import pyarrow.json as pj
 import pyarrow.parquet as pq
 
-from smolmix.errors import SmolmixError, first_line
+from smolmix.core.errors import SmolmixError, first_line
+from smolmix.core.records import MESSAGES, SCHEMA
 from smolmix.mix.hygiene import ArrowTexts
-from smolmix.recipe import SourceSpec
+from smolmix.mix.recipe import SourceSpec
 
-MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
-MESSAGES = pa.list_(MESSAGE)
-SCHEMA = pa.schema([
-    ("source", pa.string()),
-    ("task", pa.string()),
-    ("prompt", pa.string()),
-    ("messages", MESSAGES),
-    ("completion", pa.string()),
-    ("answer", pa.string()),
-    ("tags", pa.string()),
-])
 JSONL_SUFFIXES = (".jsonl", ".json")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 CSV_SUFFIXES = (".csv",)
@@ -304,8 +295,6 @@ def _py_messages(value: Any, spec: SourceSpec, name: str, origin: _Origin,
 
 
 def _load_disk(path: Path, spec: SourceSpec, origin: _Origin) -> Any:
-    import datasets
-
     try:
         data = datasets.load_from_disk(str(path))
     except (FileNotFoundError, ValueError, OSError) as exc:
@@ -332,8 +321,6 @@ def _no_shards(folder: Path) -> bool:
 
 
 def _load_hub(spec: SourceSpec, origin: _Origin) -> Any:
-    import datasets
-
     try:
         return datasets.load_dataset(spec.hub, spec.config, split=spec.split)
     except Exception as exc:  # offline, missing, gated: all a user's problem

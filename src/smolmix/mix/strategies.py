@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from smolmix.errors import SmolmixError
+from smolmix.core.errors import SmolmixError
 
 IPF_ITERATIONS = 10_000
 IPF_TOLERANCE = 1e-12

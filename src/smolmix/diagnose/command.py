@@ -1,0 +1,278 @@
+"""``smolmix diagnose RUN``: why each task was or was not learned, for a ``smolmix train`` run.
+
+:func:`measure` is the one orchestration of the measures (interference, retention, neurons)
+on a model and its data; :func:`diagnose` reads a run folder (its config, mixture, held-out
+data, curves, checkpoints and any ``controls.json``), calls it and gives each task a verdict.
+The lab calls :func:`measure` on its cells with its own settings.
+
+Held-out data: ``--data`` (JSONL records or a mixture folder), else the run's own (its
+``eval`` setting). Shares come from the run's mixture. The isolation control and the
+min-share curve come from ``--isolation`` / ``--min-share`` (JSON ``{task: value}``) or from
+the run's ``controls.json`` (``{"isolation": {...}, "min_share": {...}}``, which the lab
+writes into its cells).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from smolmix.core.errors import SmolmixError
+from smolmix.core.records import Record, by_task
+from smolmix.core.rundir import (
+    atomic_output,
+    check_output_dir,
+    list_checkpoints,
+    read_manifest,
+    write_manifest,
+)
+from smolmix.diagnose.interference import (
+    Interference,
+    InterferenceCurve,
+    interference,
+    interference_over_checkpoints,
+    task_gradients,
+)
+from smolmix.diagnose.neurons import Neurons, neuron_allocation
+from smolmix.diagnose.retention import retention
+from smolmix.diagnose.verdicts import curves_from_rows, judge
+from smolmix.mix.shares import mixture_shares
+from smolmix.models.loading import load_checkpoint
+from smolmix.train.command import held_out
+from smolmix.train.config import CONFIG_FILE, TrainConfig, load_train_config
+from smolmix.train.curves import CURVES_FILE, read_curves
+from smolmix.train.data import load_mixture, padded_batches, read_records
+from smolmix.train.encoding import encode_records
+
+DIAGNOSIS_FILE = "diagnosis.json"
+CONTROLS_FILE = "controls.json"
+MEASURES = ("interference", "retention", "neurons")
+
+
+@dataclass(frozen=True)
+class DiagnoseSettings:
+    """How the measures are taken.
+
+    ``batch_size``/``max_batches``: the held-out batches each task is measured on.
+    Retention: ``retention_steps`` Adam steps of ``step_batch_size`` examples on the task alone,
+    then as many on the training mixture, at ``retention_lr`` (default: the run's learning
+    rate × ``retention_lr_factor``; at the full rate a fresh Adam's first steps can wreck a
+    trained tiny model, and the probe measures damage rather than retention); a gain under
+    ``min_gain`` nats leaves retention undefined.
+    """
+
+    batch_size: int = 32
+    max_batches: int | None = 4
+    step_batch_size: int | None = None
+    retention_steps: int = 20
+    retention_lr: float | None = None
+    retention_lr_factor: float = 0.1
+    min_gain: float = 0.01
+    measures: tuple[str, ...] = MEASURES
+
+    def __post_init__(self) -> None:
+        for name, flag in (("batch_size", "--batch-size"), ("max_batches", "--max-batches"),
+                           ("retention_steps", "--retention-steps")):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise SmolmixError(f"must be positive, got {value}", flag)
+        unknown = set(self.measures) - set(MEASURES)
+        if unknown:
+            raise SmolmixError(f"unknown measure {sorted(unknown)[0]!r}; known: "
+                               f"{', '.join(MEASURES)}", "measures")
+
+
+@dataclass
+class Measured:
+    """What :func:`measure` found."""
+
+    tasks: list[str]
+    shares: dict[str, float]
+    interference: Interference | None = None
+    interference_over_checkpoints: InterferenceCurve | None = None
+    retention: dict[str, dict] = field(default_factory=dict)
+    neurons: Neurons | None = None
+
+
+def batches(tokenizer: PreTrainedTokenizerBase, records: Sequence[Record], size: int,
+            limit: int | None = None) -> list[dict]:
+    """Records as consecutive padded batches of ``size`` (the first ``limit`` of them)."""
+    out = padded_batches(encode_records(tokenizer, records), size, tokenizer.pad_token_id)
+    return out[:limit] if limit else out
+
+
+def measure(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+            held: Mapping[str, Sequence[Record]], mixture: Sequence[Record],
+            shares: Mapping[str, float], learning_rate: float, settings: DiagnoseSettings,
+            tasks: Sequence[str] | None = None, task_data: Mapping[str, Sequence[Record]] = {},
+            checkpoints: Sequence[Path] = (), say: Callable[[str], None] = lambda msg: None,
+            ) -> Measured:
+    """The measures of ``settings.measures`` for ``tasks`` (default: every held-out task).
+
+    Interference and neurons are measured on every task of ``held`` (neurons are attributed
+    among all of them); retention on ``tasks`` only, training on ``task_data[task]`` (default:
+    the task's records in ``mixture``) then on the start of ``mixture``.
+    """
+    chosen = list(tasks) if tasks is not None else sorted(held)
+    step_size = settings.step_batch_size or settings.batch_size
+    held_batches = {t: batches(tokenizer, held[t], settings.batch_size, settings.max_batches)
+                    for t in held}
+    weights = {t: shares.get(t, 0.0) for t in held}
+    found = Measured(chosen, {t: weights[t] for t in chosen})
+    if "interference" in settings.measures:
+        say(f"interference on {len(held)} tasks")
+        found.interference = interference(task_gradients(model, held_batches), weights)
+        if len(checkpoints) > 1:
+            say(f"interference over {len(checkpoints)} checkpoints")
+            found.interference_over_checkpoints = interference_over_checkpoints(
+                checkpoints, held_batches, weights, quiet=True)
+    if "retention" in settings.measures:
+        say("retention")
+        k = settings.retention_steps
+        rate = settings.retention_lr or learning_rate * settings.retention_lr_factor
+        mixture_batches = batches(tokenizer, list(mixture[:k * step_size]), step_size)
+        for task in chosen:
+            own = list(task_data.get(task) or [r for r in mixture if r.task == task])[
+                :k * step_size]
+            if not own:
+                found.retention[task] = {"retention": None,
+                                         "reason": "no training examples of the task"}
+                continue
+            res = retention(model, batches(tokenizer, own, step_size), mixture_batches, k, k,
+                            rate, "adam", held_out=held_batches[task],
+                            min_gain=settings.min_gain)
+            found.retention[task] = {"retention": res.retention, "gain": res.gain,
+                                     "reason": res.reason}
+    if "neurons" in settings.measures:
+        say("neurons")
+        found.neurons = neuron_allocation(model, held_batches, objective="logit")
+    return found
+
+
+@dataclass(frozen=True)
+class TrainRun:
+    """What diagnose reads from a ``smolmix train`` run folder."""
+
+    folder: Path
+    config: TrainConfig
+    model: Path
+    checkpoints: list[Path]
+    curves: list[dict]
+    controls: dict
+
+    @classmethod
+    def read(cls, folder: Path) -> TrainRun:
+        folder = Path(folder)
+        try:
+            read_manifest(folder, kinds=("train",))
+        except SmolmixError:
+            raise SmolmixError("not a smolmix train run (no manifest.json from smolmix train)",
+                               str(folder)) from None
+        config = load_train_config(folder / CONFIG_FILE)
+        checkpoints = list_checkpoints(folder, with_weights=True)
+        model = folder / "model"
+        if not (model / "config.json").is_file():
+            if not checkpoints:
+                raise SmolmixError("the run has no checkpoints (no model/ or checkpoints/)",
+                                   str(folder))
+            model = checkpoints[-1]
+        controls = _read_json(folder / CONTROLS_FILE, CONTROLS_FILE) \
+            if (folder / CONTROLS_FILE).is_file() else {}
+        return cls(folder, config, model, checkpoints, read_curves(folder / CURVES_FILE),
+                   controls)
+
+
+def _read_json(path: Path, flag: str) -> dict:
+    try:
+        data = json.loads(Path(path).read_text())
+    except OSError:
+        raise SmolmixError(f"cannot read {str(path)!r}", flag) from None
+    except ValueError as exc:
+        raise SmolmixError(f"not JSON ({exc})", str(path)) from None
+    if not isinstance(data, dict):
+        raise SmolmixError("expected a JSON object {task: value}", str(path))
+    return data
+
+
+def _controls(run: TrainRun, isolation: Path | None, min_share: Path | None
+              ) -> tuple[dict[str, float], dict[str, float]]:
+    iso = _read_json(isolation, "--isolation") if isolation else \
+        run.controls.get("isolation") or {}
+    mins = _read_json(min_share, "--min-share") if min_share else \
+        run.controls.get("min_share") or {}
+    return ({k: float(v) for k, v in iso.items() if v is not None},
+            {k: float(v) for k, v in mins.items() if v is not None})
+
+
+def diagnose(run: Path, tasks: Sequence[str] | None = None, data: Path | None = None,
+             isolation: Path | None = None, min_share: Path | None = None,
+             settings: DiagnoseSettings = DiagnoseSettings(), out: Path | None = None,
+             quiet: bool = False) -> dict:
+    """Interference (final model and over the run's checkpoints), retention and neurons per
+    task, and a verdict for each; written to ``out/diagnosis.json`` when ``out`` is given."""
+    say = (lambda msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    start = time.perf_counter()
+    if out is not None:
+        check_output_dir(Path(out), replace=False)
+    r = TrainRun.read(run)
+    records, held = held_out(r.config, load_mixture(r.config.mixture))
+    if data is not None:
+        held = by_task(read_records(data, "--data"))
+    shares = mixture_shares(read_manifest(Path(r.config.mixture)).data)
+    chosen = list(tasks) if tasks else sorted(held)
+    for task in chosen:
+        if task not in held:
+            raise SmolmixError(f"unknown task {task!r}; the run's tasks: "
+                               f"{', '.join(sorted(held))}", "--tasks")
+        if len(held[task]) < settings.batch_size:
+            raise SmolmixError(f"task {task!r} has {len(held[task])} held-out examples, "
+                               f"fewer than one batch ({settings.batch_size})", "--batch-size")
+    if not held:
+        raise SmolmixError("the run has no held-out data; give --data", str(run))
+    iso, mins = _controls(r, isolation, min_share)
+    model, tokenizer = load_checkpoint(r.model)
+    found = measure(model, tokenizer, {t: held[t] for t in chosen}, records, shares,
+                    r.config.learning_rate, settings, chosen, checkpoints=r.checkpoints,
+                    say=say)
+    curves = curves_from_rows(r.curves)
+    verdicts = []
+    for task in chosen:
+        if task not in curves:
+            continue
+        mech = {"interference_from_others": found.interference.others_normalised[task]}
+        if found.retention[task].get("retention") is not None:
+            mech["retention"] = found.retention[task]["retention"]
+        verdicts.append(judge(task, curves[task], iso.get(task), shares.get(task),
+                              mins.get(task), mechanism=mech).to_dict())
+    curve = found.interference_over_checkpoints
+    report = {"run": str(run), "tasks": chosen, "shares": found.shares,
+              "interference": found.interference.to_dict(),
+              "interference_over_checkpoints": curve.to_dict() if curve else None,
+              "retention": found.retention, "neurons": found.neurons.counts(),
+              "verdicts": verdicts, "seconds": round(time.perf_counter() - start, 2)}
+    if out is not None:
+        with atomic_output(Path(out), replace=False) as work:
+            (work / DIAGNOSIS_FILE).write_text(json.dumps(report, indent=1) + "\n")
+            write_manifest(work, "diagnose", {"run": str(run), "tasks": chosen,
+                                              "max_batches": settings.max_batches}, seed=None)
+    return report
+
+
+def verdict_table(report: dict) -> str:
+    lines = [f"{'task':<16} {'share':>7} {'final':>6} {'others':>7} {'retain':>7}  verdict"]
+    for v in report["verdicts"]:
+        n = v["numbers"]
+        share = f"{n['share']:.2%}" if n.get("share") is not None else "-"
+        ret = n.get("retention")
+        lines.append(f"{v['task']:<16} {share:>7} {n['final']:>6.2f} "
+                     f"{n.get('interference_from_others', float('nan')):>+7.3f} "
+                     f"{(f'{ret:+.2f}' if ret is not None else '-'):>7}  {v['verdict']}")
+        if v["remedy"]:
+            lines.append(f"{'':<16} remedy: {v['remedy']}")
+    return "\n".join(lines)

@@ -1,0 +1,204 @@
+"""The rare-tasks lab's report: its sections for :mod:`smolmix.report` (registered for runs of
+kind ``lab.rare-tasks``), the page ``run_study`` writes into the run, and the terminal summary.
+
+The page is smolmix's report page with the lab's sections: the reading, the summary table, the
+plots, the verdicts, the tasks, the preset and the files of the run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from smolmix.lab.rare_tasks.plots import write_plots
+from smolmix.lab.rare_tasks.reading import fmt_acc, reading
+from smolmix.lab.rare_tasks.results import (
+    RESULTS_FILE,
+    at,
+    boost_target,
+    learn_threshold,
+    n_seeds,
+    seed_note,
+)
+from smolmix.report.assets import Assets
+from smolmix.report.formats import MISSING, fmt_params, fmt_seconds, fmt_share
+from smolmix.report.page import Bullets, FileList, Image, Page, Section, Table, Text, write_page
+from smolmix.report.registry import register_sections
+from smolmix.report.views import Run
+
+KIND = "lab.rare-tasks"
+TITLE = "smolmix lab: rare tasks"
+
+PLOT_CAPTIONS = {
+    "heatmap": "Final exact match of every task (rows, most frequent on top; rare tasks in red) "
+               "for every model size (columns), trained on the natural mixture.",
+    "curves": "Exact match on each task during training on the natural mixture, one line per "
+              "model size.",
+    "boost": "Accuracy on {target} as its share of the mixture is raised; the hollow point is "
+             "the natural mixture, the dashed line the learning threshold.",
+    "rare_vs_size": "Mean exact match on the rare tasks (in the mixture and trained alone) and "
+                    "on the frequent tasks, against the number of parameters.",
+    "mechanism": "The mechanism in the natural mixture: interference from the other tasks on "
+                 "the rare tasks during training (negative undoes them), interference and "
+                 "retention against size, and MLP neurons held per task group.",
+}
+
+PLOT_FILES = {
+    "heatmap": "exact match of every task × size on the natural mixture.",
+    "curves": "per-task learning curves on the natural mixture, one line per size.",
+    "boost": "accuracy on the boost target against its share of the mixture.",
+    "rare_vs_size": "rare (mixture and alone) and frequent accuracy against model size.",
+    "mechanism": "interference, retention and neurons per task group against size.",
+}
+
+FILES = (
+    (RESULTS_FILE, "every number in this report: preset, tasks, sizes, per-cell final "
+                   "scores and curves, and the summary."),
+    ("report.html", "this page."),
+    ("data/s<seed>/<task>.jsonl", "the generated training examples of each task: the sources "
+                                  "every cell's mixture is built from."),
+    ("data/heldout.jsonl", "the held-out sets, every cell's eval data."),
+    ("models/<size>-s<seed>/", "the initial weights and tokenizer of that size and seed."),
+    ("recipes/<id>.yaml", "the smolmix mix recipe of that cell's training mixture."),
+    ("mixtures/<id>/", "the mixture smolmix mix built from it (datasets.load_from_disk)."),
+    ("cells/<id>/", "one cell: a smolmix train run, named <kind>[-<boost share>]-<size>-s<seed>; "
+                    "smolmix diagnose, eval and report take it as any train run."),
+    ("cells/<id>/curves.jsonl", "the cell's held-out loss and exact match per task at every "
+                                "evaluation step."),
+    ("cells/<id>/model/", "the cell's trained model, a Hugging Face checkpoint: load it "
+                          "with AutoModelForCausalLM.from_pretrained and "
+                          "AutoTokenizer.from_pretrained."),
+    ("manifest.json", "what made this directory: command, arguments, seeds, versions, time."),
+)
+
+
+# ---------------------------------------------------------------- the summary table
+
+
+def _summary_rows(results: dict) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the summary table, one row per size."""
+    s = results["summary"]
+    target = boost_target(results)
+    min_share = s.get("min_share_to_learn") or {}
+    spread = n_seeds(results) > 1
+    header = ["size", "params", "rare acc", "frequent acc", "rare alone (isolation)",
+              f"min share to learn {target}" if target else "min share to learn"]
+    rows = []
+    for i, (name, params) in enumerate(zip(s["size_names"], s["sizes"], strict=True)):
+        rows.append([
+            name,
+            fmt_params(params),
+            *(fmt_acc(at(s.get(f"{key}_by_size"), i),
+                      at(s.get(f"{key}_std_by_size"), i) if spread else None)
+              for key in ("rare_acc", "frequent_acc", "isolation_acc")),
+            _fmt_min_share(min_share, name),
+        ])
+    return header, rows
+
+
+def _fmt_min_share(min_share: dict, size: str) -> str:
+    if size not in min_share:
+        return MISSING
+    return "never" if min_share[size] is None else fmt_share(min_share[size])
+
+
+def _summary_note(results: dict) -> str:
+    return (f"Exact match, {seed_note(results)}; rare/frequent acc: natural mixture; min "
+            f"share: smallest boost share reaching {learn_threshold(results):.0%} (— not "
+            f"boosted).")
+
+
+def summary_table(results: dict) -> str:
+    """The summary as an aligned plain-text table for the terminal, with the wall time."""
+    header, rows = _summary_rows(results)
+    widths = [max(len(r[k]) for r in [header, *rows]) for k in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) if k < 2 else c.rjust(w)
+                         for k, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
+
+    wall = results["summary"].get("wall_seconds")
+    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows),
+                      _summary_note(results), f"wall time: {fmt_seconds(wall)}"])
+
+
+# ---------------------------------------------------------------- the sections
+
+
+def _meta_line(results: dict) -> str:
+    preset, summary = results.get("preset") or {}, results["summary"]
+    version = (results.get("smolmix") or {}).get("version", "?")
+    seeds = n_seeds(results)
+    parts = [f"preset {preset.get('name', '?')}", f"{len(results['sizes'])} sizes",
+             f"{len(results['tasks'])} tasks", f"{seeds} seed{'s' if seeds != 1 else ''}",
+             f"{preset.get('steps', '?')} steps",
+             f"wall time {fmt_seconds(summary.get('wall_seconds'))}", f"smolmix {version}"]
+    return " · ".join(parts)
+
+
+def _plots(results: dict, plots: dict[str, str]) -> list:
+    target = boost_target(results) or "the boost target"
+    images = [Image(name, PLOT_CAPTIONS.get(key, key).format(target=target), alt=key)
+              for key, name in plots.items()]
+    return images or [Text("No plots were written.")]
+
+
+def _verdicts(results: dict) -> list[Section]:
+    """The lab's verdict per natural cell and rare task (none when it diagnosed nothing)."""
+    diag = results["summary"].get("diagnosis")
+    if not diag or not diag.get("verdicts"):
+        return []
+    rows = [[v["size"], str(v["seed"]), v["task"], v["verdict"], v["remedy"] or ""]
+            for v in diag["verdicts"]]
+    return [Section("Verdicts per rare task", [
+        Table(["size", "seed", "task", "verdict", "remedy"], rows, numeric_from=5)])]
+
+
+def _tasks(results: dict) -> Table:
+    tasks = results["tasks"]
+    return Table(["task", "group", "natural share"],
+                 [[t["name"], t.get("group", ""), fmt_share(t["share"])] for t in tasks],
+                 numeric_from=2, row_css=[t.get("group", "") for t in tasks])
+
+
+def _preset(results: dict) -> Table:
+    preset = results.get("preset") or {}
+    return Table(["parameter", "value"],
+                 [[k, v if isinstance(v, str) else json.dumps(v)] for k, v in preset.items()],
+                 numeric_from=2)
+
+
+def _files(plots: dict[str, str]) -> FileList:
+    pngs = [(name, PLOT_FILES.get(key, "a plot of the run.")) for key, name in plots.items()]
+    return FileList([*FILES[:2], *pngs, *FILES[2:]])
+
+
+def lab_sections(results: dict, plots: dict[str, str]) -> list[Section]:
+    """The lab's sections of a run's page; ``plots`` are the image files beside the page."""
+    header, rows = _summary_rows(results)
+    return [
+        Section(None, [Text(_meta_line(results), css="meta")]),
+        Section("What this run shows", [Bullets(reading(results))]),
+        Section("Summary", [Table(header, rows, note=_summary_note(results))]),
+        Section("Plots", _plots(results, plots)),
+        *_verdicts(results),
+        Section("Tasks", [_tasks(results)]),
+        Section("Preset", [_preset(results)]),
+        Section("Files in the run directory", [_files(plots)]),
+    ]
+
+
+def write_report(results: dict, plots: dict[str, str], out_dir: Path) -> Path:
+    """Write ``out_dir/report.html``: the lab's sections, showing ``plots`` by file name."""
+    return write_page(Page(TITLE, lab_sections(results, plots)), Path(out_dir))
+
+
+def report_sections(runs: Sequence[Run], assets: Assets) -> list[Section]:
+    """The lab's sections for ``smolmix report`` on a lab run (its plots drawn anew)."""
+    (run,) = runs
+    results = run.json(RESULTS_FILE)
+    return lab_sections(results, write_plots(results, assets.folder))
+
+
+register_sections(KIND, report_sections, title=TITLE, side_by_side=False)

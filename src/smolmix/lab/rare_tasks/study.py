@@ -1,0 +1,467 @@
+"""The rare-task study: in a Zipf mixture, do small models fail on rare tasks they can express?
+
+Three kinds of grid cell, each one training run through :func:`smolmix.train.trainer.train`:
+
+- ``natural``: every size on the natural (Zipf) mixture with the same token budget;
+- ``isolation``: every size on each rare task alone (a fraction of the steps), the
+  expressibility control: can this size learn the task at all?
+- ``boost``: the smallest sizes with the boost target's share raised to each value of a sweep,
+  everything else rescaled (the rare-task fix).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import yaml
+
+from smolmix.core.errors import SmolmixError, lookup
+from smolmix.core.pool import available_cores, run_cells
+from smolmix.core.records import Record, write_jsonl
+from smolmix.core.rundir import atomic_output, versions, write_manifest
+from smolmix.diagnose.command import CONTROLS_FILE, DiagnoseSettings, batches, measure
+from smolmix.diagnose.verdicts import LEARN_THRESHOLD
+from smolmix.lab.rare_tasks import mechanism
+from smolmix.lab.rare_tasks.plots import write_plots
+from smolmix.lab.rare_tasks.report import write_report
+from smolmix.lab.tasks import TASKS, TrainStream, get_task, make_eval_set, vocabulary
+from smolmix.mix.command import build_mixture
+from smolmix.mix.shares import zipf_shares
+from smolmix.mix.strategies import boost
+from smolmix.models.ladder import (
+    LADDER,
+    build_model,
+    build_tokenizer,
+    get_size,
+    parameter_count,
+    save_checkpoint,
+)
+from smolmix.models.loading import load_checkpoint
+from smolmix.train.command import train
+from smolmix.train.config import EvalSpec, TrainConfig
+from smolmix.train.curves import CURVES_FILE, final_scores, read_curves
+from smolmix.train.data import load_mixture
+
+EVAL_SEED = 0
+EVAL_BATCH_SIZE = 512
+# The retention probe: RETENTION_STEPS Adam steps on fresh examples of the task (their own seed
+# stream), then as many steps of the cell's mixture, at a tenth of the training rate.
+RETENTION_STEPS = 25
+RETENTION_SEED = 10_000
+RETENTION_LR_FACTOR = 0.1
+MIN_GAIN = 0.01  # nats: below this the task steps taught nothing and retention is undefined
+
+# Most frequent first. The rare tasks (the last three) were chosen because the smallest quick-
+# preset size learns each of them when trained on it alone; the question is whether it still
+# does when they are rare in a mixture.
+DEFAULT_TASKS = (
+    "copy", "increment", "square", "reverse", "swap_pairs", "lookup", "pair_sum", "count",
+    "dedup", "prefix_sum", "rotate", "sort", "running_max",
+)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Everything that defines one run of the study."""
+
+    name: str
+    sizes: tuple[str, ...]
+    seeds: tuple[int, ...]
+    steps: int
+    tasks: tuple[str, ...] = DEFAULT_TASKS
+    zipf_exponent: float = 2.0
+    rare_count: int = 3
+    frequent_count: int = 3
+    isolation_steps_fraction: float = 0.25
+    boost_count: int = 2
+    boost_shares: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3)
+    batch_size: int = 32
+    learning_rate: float = 3e-3
+    warmup_steps: int = 50
+    eval_examples: int = 100
+    eval_every: int = 250
+
+    @property
+    def rare_tasks(self) -> tuple[str, ...]:
+        return self.tasks[-self.rare_count:]
+
+    @property
+    def frequent_tasks(self) -> tuple[str, ...]:
+        return self.tasks[: self.frequent_count]
+
+    @property
+    def boost_target(self) -> str:
+        return self.tasks[-1]
+
+    @property
+    def boost_sizes(self) -> tuple[str, ...]:
+        return self.sizes[: self.boost_count]
+
+    @property
+    def isolation_steps(self) -> int:
+        return max(1, round(self.steps * self.isolation_steps_fraction))
+
+    def natural_shares(self) -> dict[str, float]:
+        return zipf_shares(self.tasks, self.zipf_exponent)
+
+
+PRESETS: dict[str, Preset] = {
+    "quick": Preset("quick", sizes=("xs", "s", "m", "l", "xl"), seeds=(0, 1), steps=2000),
+    "full": Preset("full", sizes=("xs", "s", "m", "l", "xl"), seeds=(0, 1, 2), steps=6000,
+                   isolation_steps_fraction=1.0, boost_count=3,
+                   boost_shares=(0.005, 0.01, 0.03, 0.1, 0.3), eval_every=500),
+    "smoke": Preset("smoke", sizes=("xxs", "xs"), seeds=(0,), steps=40, boost_count=1,
+                    boost_shares=(0.3,), eval_examples=16, eval_every=20, warmup_steps=5),
+}
+
+
+def get_preset(name: str) -> Preset:
+    """The preset called ``name``; an unknown name is a user error listing the known ones."""
+    return lookup(PRESETS, name, "preset", "--preset")
+
+
+def customize(preset: Preset, sizes: list[str] | None = None, seeds: list[int] | None = None,
+              steps: int | None = None, tasks: list[str] | None = None) -> Preset:
+    """The preset with the CLI's overrides applied and validated.
+
+    ``tasks`` are in frequency order (most frequent first): the last ``rare_count`` are the
+    rare tasks, the first ``frequent_count`` the frequent ones, the last one the boost target.
+    """
+    if steps is not None and steps <= 0:
+        raise SmolmixError(f"steps must be positive, got {steps}", "--steps")
+    if sizes is not None:
+        for name in sizes:
+            get_size(name)
+        if len(set(sizes)) != len(sizes) or not sizes:
+            raise SmolmixError(f"sizes must be distinct and non-empty, got {sizes}", "--sizes")
+        order = list(LADDER)
+        sizes = sorted(sizes, key=order.index)
+    if seeds is not None and (not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0):
+        raise SmolmixError(f"seeds must be distinct non-negative integers, got {seeds}", "--seeds")
+    if tasks is not None:
+        for name in tasks:
+            lookup(TASKS, name, "task", "--tasks")
+        needed = preset.rare_count + preset.frequent_count
+        if len(set(tasks)) != len(tasks) or len(tasks) < needed:
+            raise SmolmixError(f"tasks must be at least {needed} distinct names, got {tasks}",
+                               "--tasks")
+    return replace(
+        preset,
+        tasks=tuple(tasks) if tasks is not None else preset.tasks,
+        sizes=tuple(sizes) if sizes is not None else preset.sizes,
+        seeds=tuple(seeds) if seeds is not None else preset.seeds,
+        steps=steps if steps is not None else preset.steps,
+    )
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One training run of the grid."""
+
+    kind: str
+    size: str
+    seed: int
+    steps: int
+    shares: dict[str, float] = field(hash=False)
+    boost_share: float | None = None
+    focus: str | None = None
+
+    @property
+    def id(self) -> str:
+        share = "" if self.boost_share is None else f"-{self.boost_share:g}"
+        focus = "" if self.focus is None else f"-{self.focus}"
+        return f"{self.kind}{share}{focus}-{self.size}-s{self.seed}"
+
+
+def plan_cells(preset: Preset) -> list[Cell]:
+    """Every cell of the study, in a fixed order."""
+    natural = preset.natural_shares()
+    cells = []
+    for seed in preset.seeds:
+        for size in preset.sizes:
+            cells.append(Cell("natural", size, seed, preset.steps, natural))
+            cells.extend(Cell("isolation", size, seed, preset.isolation_steps, {task: 1.0},
+                              focus=task) for task in preset.rare_tasks)
+        for size in preset.boost_sizes:
+            for share in preset.boost_shares:
+                shares = boost(natural, {preset.boost_target: share})
+                cells.append(Cell("boost", size, seed, preset.steps, shares, share))
+    return cells
+
+
+def eval_sets(preset: Preset) -> dict[str, list[Record]]:
+    """The held-out sets, shared by every cell (their own seed stream)."""
+    return {t: make_eval_set(get_task(t), preset.eval_examples, EVAL_SEED) for t in preset.tasks}
+
+
+def pool_sizes(preset: Preset, cells: list[Cell]) -> dict[int, dict[str, int]]:
+    """Per seed and task, the most examples any cell of that seed draws (so none repeats)."""
+    sizes: dict[int, dict[str, int]] = {}
+    for cell in cells:
+        per_task = sizes.setdefault(cell.seed, {})
+        total = cell.steps * preset.batch_size
+        for task, share in cell.shares.items():
+            per_task[task] = max(per_task.get(task, 0), math.ceil(share * total) + 1)
+    return sizes
+
+
+def write_task_pools(preset: Preset, cells: list[Cell], data_dir: Path) -> None:
+    """The lab's sources: per seed, one JSONL of fresh training examples per task, none of
+    them in the held-out sets."""
+    held_out = eval_sets(preset)
+    for seed, per_task in pool_sizes(preset, cells).items():
+        folder = data_dir / f"s{seed}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for task, count in per_task.items():
+            stream = TrainStream(get_task(task), seed, {r.prompt for r in held_out[task]})
+            write_jsonl((stream.draw() for _ in range(count)), folder / f"{task}.jsonl")
+
+
+def cell_recipe(preset: Preset, cell: Cell, data_dir: Path) -> dict:
+    """The ``smolmix mix`` recipe of one cell: the task pools, weighted by the cell's shares.
+
+    ``data_dir`` is relative to the recipe's folder, so the run directory stays valid after it
+    is renamed or moved.
+    """
+    tasks = [t for t, share in cell.shares.items() if share > 0]
+    return {
+        "seed": cell.seed,
+        "budget": {"examples": cell.steps * preset.batch_size},
+        "max_repeats": 1,
+        "sources": [{"name": t, "path": str(data_dir / f"s{cell.seed}" / f"{t}.jsonl")}
+                    for t in tasks],
+        "strategy": [{"weights": {t: cell.shares[t] for t in tasks}}],
+        "hygiene": {"dedup": "none"},
+    }
+
+
+HELD_OUT_FILE = "heldout.jsonl"
+
+
+def cell_config(preset: Preset, cell: Cell, root: Path) -> TrainConfig:
+    """The ``smolmix train`` config of one cell: the default config with the preset's
+    overrides, the cell's initial model, mixture and the lab's held-out sets."""
+    return TrainConfig(
+        model=str(root / "models" / f"{cell.size}-s{cell.seed}"),
+        mixture=str(root / "mixtures" / cell.id),
+        steps=cell.steps, batch_size=preset.batch_size, learning_rate=preset.learning_rate,
+        warmup_steps=preset.warmup_steps, seed=cell.seed, order="shuffle",
+        save_checkpoints=False,
+        eval=EvalSpec(data=str(root / "data" / HELD_OUT_FILE), every=preset.eval_every,
+                      batch_size=EVAL_BATCH_SIZE))
+
+
+def diagnose_settings(preset: Preset) -> DiagnoseSettings:
+    """The mechanism measures after training: retention and neurons on each task's whole
+    held-out set as one batch (interference is measured during training, in the curves)."""
+    return DiagnoseSettings(batch_size=preset.eval_examples, max_batches=None,
+                            step_batch_size=preset.batch_size, retention_steps=RETENTION_STEPS,
+                            retention_lr_factor=RETENTION_LR_FACTOR, min_gain=MIN_GAIN,
+                            measures=("retention", "neurons"))
+
+
+def fresh_examples(task: str, seed: int, count: int) -> list[Record]:
+    """``count`` training examples of ``task`` from its own seed stream (none held out)."""
+    stream = TrainStream(get_task(task), seed, set())
+    return [stream.draw() for _ in range(count)]
+
+
+def run_cell(job: tuple[Preset, Cell, Path]) -> dict:
+    """One cell through the flow: its recipe → ``smolmix mix`` → ``smolmix train`` (→ the
+    diagnose measures in natural cells); return its result."""
+    preset, cell, root = job
+    start = time.perf_counter()
+    recipe = root / "recipes" / f"{cell.id}.yaml"
+    recipe.parent.mkdir(parents=True, exist_ok=True)
+    recipe.write_text(yaml.safe_dump(cell_recipe(preset, cell, Path("..", "data")),
+                                     sort_keys=False))
+    build_mixture(recipe, root / "mixtures" / cell.id, quiet=True)
+    natural = cell.kind == "natural"
+    held_out = eval_sets(preset)
+    tokenizer = build_tokenizer(vocabulary())
+    scorers = [mechanism.interference_scorer(
+        {t: batches(tokenizer, recs, len(recs)) for t, recs in held_out.items()},
+        cell.shares)] if natural else []
+    run = root / "cells" / cell.id
+    config = cell_config(preset, cell, root)
+    train(config, run, quiet=True, scorers=scorers)
+    curves = read_curves(run / CURVES_FILE)
+    measured = None
+    if natural:
+        model, tokenizer = load_checkpoint(run / "model")
+        task_data = {task: fresh_examples(task, RETENTION_SEED + cell.seed,
+                                          RETENTION_STEPS * preset.batch_size)
+                     for task in preset.rare_tasks}
+        found = measure(model, tokenizer, held_out, load_mixture(config.mixture), cell.shares,
+                        preset.learning_rate, diagnose_settings(preset), preset.rare_tasks,
+                        task_data)
+        measured = mechanism.measured(found)
+    by_task: dict[str, dict[str, list]] = {}
+    keys = ("step", "exact_match", "loss", *(("interference_others",) if natural else ()))
+    for row in curves:
+        entry = by_task.setdefault(row["task"], {key: [] for key in keys})
+        for key in entry:
+            entry[key].append(row.get(key))
+    final = {task: {k: v[k] for k in ("exact_match", "loss", "count")}
+             for task, v in final_scores(curves).items()}
+    return {
+        "id": cell.id, "kind": cell.kind, "size": cell.size, "seed": cell.seed,
+        "boost_share": cell.boost_share, "focus": cell.focus, "shares": cell.shares,
+        "steps": cell.steps,
+        "final": final, "curves": by_task, "mechanism": measured,
+        "train_seconds": round(time.perf_counter() - start, 2),
+    }
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    mean = statistics.fmean(values)
+    std = statistics.pstdev(values) if len(values) > 1 else 0.0
+    return round(mean, 4), round(std, 4)
+
+
+def summarize_study(preset: Preset, cells: list[dict], params: dict[str, int]) -> dict:
+    """The ``summary`` object of results.json, computed from the cells' final scores."""
+
+    def group_acc(kind: str, size: str, tasks: tuple[str, ...]) -> tuple[float, float]:
+        """Mean over ``tasks`` (each scored by the cell that trained on it), mean ± std over
+        seeds."""
+        per_seed = []
+        for seed in preset.seeds:
+            mine = [c for c in cells
+                    if c["kind"] == kind and c["size"] == size and c["seed"] == seed]
+            per_seed.append(statistics.fmean(
+                next(c for c in mine if c["shares"].get(t, 0) > 0)["final"][t]["exact_match"]
+                for t in tasks))
+        return _mean_std(per_seed)
+
+    def by_size(kind: str, tasks: tuple[str, ...]) -> tuple[list[float], list[float]]:
+        pairs = [group_acc(kind, size, tasks) for size in preset.sizes]
+        return [m for m, _ in pairs], [s for _, s in pairs]
+
+    rare, rare_std = by_size("natural", preset.rare_tasks)
+    freq, freq_std = by_size("natural", preset.frequent_tasks)
+    iso, iso_std = by_size("isolation", preset.rare_tasks)
+    target = preset.boost_target
+    natural_share = preset.natural_shares()[target]
+    boost_acc, boost_std, min_share = {}, {}, {}
+    for size in preset.boost_sizes:
+        points = {natural_share: group_acc("natural", size, (target,))}
+        for share in preset.boost_shares:
+            points[share] = _mean_std(
+                [c["final"][target]["exact_match"] for c in cells
+                 if c["kind"] == "boost" and c["size"] == size and c["boost_share"] == share])
+        boost_acc[size] = {str(s): points[s][0] for s in preset.boost_shares}
+        boost_std[size] = {str(s): points[s][1] for s in preset.boost_shares}
+        learned = [s for s in sorted(points) if points[s][0] >= LEARN_THRESHOLD]
+        min_share[size] = round(learned[0], 6) if learned else None
+    return {
+        "size_names": list(preset.sizes),
+        "sizes": [params[s] for s in preset.sizes],
+        "rare_tasks": list(preset.rare_tasks),
+        "frequent_tasks": list(preset.frequent_tasks),
+        "rare_acc_by_size": rare, "rare_acc_std_by_size": rare_std,
+        "frequent_acc_by_size": freq, "frequent_acc_std_by_size": freq_std,
+        "isolation_acc_by_size": iso, "isolation_acc_std_by_size": iso_std,
+        "isolation_task_acc_by_size": {
+            t: [group_acc("isolation", size, (t,))[0] for size in preset.sizes]
+            for t in preset.rare_tasks
+        },
+        "boost_target": target,
+        "boost_acc": boost_acc, "boost_acc_std": boost_std,
+        "min_share_to_learn": min_share,
+        "learn_threshold": LEARN_THRESHOLD,
+        "mechanism": mechanism.summarize_mechanism(preset, cells),
+        "diagnosis": mechanism.lab_verdicts(preset, cells, min_share, LEARN_THRESHOLD),
+    }
+
+
+def task_table(preset: Preset) -> list[dict]:
+    shares = preset.natural_shares()
+    return [
+        {"name": t, "share": round(shares[t], 6),
+         "group": "rare" if t in preset.rare_tasks
+         else "frequent" if t in preset.frequent_tasks else "middle"}
+        for t in preset.tasks
+    ]
+
+
+def write_models(preset: Preset, models_dir: Path) -> dict[str, int]:
+    """Save each size's initial weights per seed (``models/<size>-s<seed>``, the ``model`` of
+    its cells' train configs); return each size's parameter count."""
+    tokenizer = build_tokenizer(vocabulary())
+    params = {}
+    for size in preset.sizes:
+        for seed in preset.seeds:
+            model = build_model(get_size(size), tokenizer, seed=seed)
+            save_checkpoint(model, tokenizer, models_dir / f"{size}-s{seed}")
+            params[size] = parameter_count(model)
+    return params
+
+
+def write_controls(preset: Preset, cells: list[dict], cells_dir: Path,
+                   min_share: dict[str, float | None]) -> None:
+    """Give each natural cell the controls ``smolmix diagnose`` reads (``controls.json``): the
+    isolation accuracy of each rare task at its size and seed, and the measured min share."""
+    for cell in cells:
+        if cell["kind"] != "natural":
+            continue
+        isolation = {c["focus"]: c["final"][c["focus"]]["exact_match"] for c in cells
+                     if c["kind"] == "isolation" and c["size"] == cell["size"]
+                     and c["seed"] == cell["seed"]}
+        mins = {preset.boost_target: min_share[cell["size"]]} \
+            if min_share.get(cell["size"]) is not None else {}
+        (cells_dir / cell["id"] / CONTROLS_FILE).write_text(
+            json.dumps({"isolation": isolation, "min_share": mins}, indent=1) + "\n")
+
+
+def prepare(preset: Preset, cells: list[Cell], root: Path) -> dict[str, int]:
+    """What the cells under ``root`` start from: initial models, training pools, held-out
+    sets. Returns each size's parameter count."""
+    params = write_models(preset, root / "models")
+    write_task_pools(preset, cells, root / "data")
+    write_jsonl((r for recs in eval_sets(preset).values() for r in recs),
+                root / "data" / HELD_OUT_FILE)
+    return params
+
+
+def run_study(preset: Preset, out: Path, jobs: int | None = None, quiet: bool = False) -> dict:
+    """Run every cell, then write results.json, plots, report.html and manifest.json to ``out``.
+
+    The output appears atomically; Ctrl-C leaves no directory that looks complete.
+    """
+    started = time.perf_counter()
+    jobs = available_cores() if jobs is None else jobs
+    if jobs <= 0:
+        raise SmolmixError(f"jobs must be positive, got {jobs}", "--jobs")
+    with atomic_output(Path(out)) as work:
+        cells = plan_cells(preset)
+        params = prepare(preset, cells, work)
+        # Longest cells first, so the pool does not end waiting on one big run.
+        order = sorted(range(len(cells)), key=lambda i: -params[cells[i].size] * cells[i].steps)
+        todo = [(preset, cells[i], work) for i in order]
+        done = run_cells(run_cell, todo, jobs=jobs, quiet=quiet, label="rare-tasks")
+        by_id = {r["id"]: r for r in done}
+        ordered = [by_id[c.id] for c in cells]
+        results = {
+            "smolmix": {"kind": "lab.rare-tasks", "version": versions()["smolmix"]},
+            "preset": {**asdict(preset), "rare_tasks": list(preset.rare_tasks),
+                       "boost_target": preset.boost_target,
+                       "isolation_steps": preset.isolation_steps},
+            "tasks": task_table(preset),
+            "sizes": [{"name": s, "params": params[s]} for s in preset.sizes],
+            "cells": ordered,
+            "summary": summarize_study(preset, ordered, params),
+        }
+        write_controls(preset, ordered, work / "cells", results["summary"]["min_share_to_learn"])
+        results["summary"]["wall_seconds"] = round(time.perf_counter() - started, 1)
+        (work / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+        plots = write_plots(results, work)
+        write_report(results, plots, work)
+        write_manifest(work, "lab.rare-tasks", {"preset": asdict(preset), "jobs": jobs},
+                       seed=preset.seeds[0])
+    return results

@@ -1,0 +1,182 @@
+"""``smolmix train``: SFT of any Hugging Face causal LM on a mixture from ``smolmix mix``.
+
+The run directory gets ``model/`` (the final weights, LoRA merged in; it loads with
+``AutoModelForCausalLM.from_pretrained``), ``adapter/`` (LoRA runs), ``checkpoints/``
+(resumable Trainer checkpoints), ``curves.jsonl`` (per-task held-out metrics over training),
+``train_config.yaml`` (the resolved config) and ``manifest.json``. The run is written into
+``<out>.partial/``; an interrupted run keeps it there so ``--resume`` can continue it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from accelerate import PartialState
+from transformers import TrainerCallback
+from transformers.utils import logging as hf_logging
+
+from smolmix.core.errors import SmolmixError, lookup
+from smolmix.core.records import Record, by_task
+from smolmix.core.rundir import list_checkpoints, write_manifest
+from smolmix.grading.extract import EXTRACTORS
+from smolmix.models.loading import check_model_path, check_vocabulary, load_model, load_tokenizer
+from smolmix.train.config import TrainConfig, save_train_config
+from smolmix.train.curves import Scorer, TeacherForcedEvaluator, final_scores, generation_scorer
+from smolmix.train.data import TokenDataset, load_mixture, read_records, split_holdout
+from smolmix.train.encoding import IGNORE_INDEX, encode_records, pack, truncate
+from smolmix.train.lora import apply_lora
+from smolmix.train.trainer import fit
+
+FINGERPRINT_FILE = "smolmix_train.json"
+
+
+def held_out(config: TrainConfig, records: list[Record]
+             ) -> tuple[list[Record], dict[str, list[Record]]]:
+    """The training records and each task's held-out records, as the config's ``eval`` says
+    (a file or mixture, or examples carved out of the mixture)."""
+    if config.eval.data is not None:
+        return records, by_task(read_records(config.eval.data))
+    if config.eval.holdout_per_task:
+        return split_holdout(records, config.eval.holdout_per_task)
+    return records, {}
+
+
+def check_resumable(checkpoint: Path, config: TrainConfig) -> None:
+    """The checkpoint must come from this model and config."""
+    try:
+        saved = json.loads((checkpoint / FINGERPRINT_FILE).read_text())["fingerprint"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise SmolmixError("not a smolmix training checkpoint (no smolmix_train.json)",
+                           str(checkpoint)) from None
+    if saved != config.fingerprint():
+        raise SmolmixError(f"checkpoint is from another model or config (fingerprint {saved}, "
+                           f"this run {config.fingerprint()})", str(checkpoint))
+
+
+class _Fingerprint(TrainerCallback):
+    """Marks each checkpoint with the config it belongs to."""
+
+    def __init__(self, config: TrainConfig) -> None:
+        self.fingerprint = config.fingerprint()
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            (folder / FINGERPRINT_FILE).write_text(json.dumps(
+                {"fingerprint": self.fingerprint, "step": state.global_step}))
+
+
+def train(config: TrainConfig, out: Path, resume: bool | Path = False, quiet: bool = False,
+          scorers: Sequence[Scorer] = ()) -> dict | None:
+    """Train as ``config`` says into ``out``; return the manifest's summary (None in the
+    other processes of a multi-process launch).
+
+    ``resume``: True continues ``<out>.partial`` from its latest checkpoint, a path continues
+    from that checkpoint. ``scorers`` add per-task metrics to the curves (the lab's
+    interference split, for one).
+    """
+    state = PartialState()
+    if quiet or not state.is_main_process:
+        hf_logging.disable_progress_bar()
+    say = (lambda msg: None) if quiet or not state.is_main_process else (
+        lambda msg: print(msg, file=sys.stderr, flush=True))
+    out = Path(out)
+    partial = out.with_name(out.name + ".partial")
+    if out.exists():
+        raise SmolmixError(f"output path {str(out)!r} already exists", "--out")
+    resume_from = _resume_point(partial, resume, config)
+    start = time.perf_counter()
+
+    check_model_path(config.model)
+    tokenizer = load_tokenizer(config.tokenizer or config.model,
+                               "tokenizer" if config.tokenizer else "model")
+    model = load_model(config.model, config.dtype)
+    check_vocabulary(model, tokenizer)
+    records, held = held_out(config, load_mixture(config.mixture))
+    if not records:
+        raise SmolmixError("no training examples left", "mixture")
+    if config.eval.generate is not None:
+        lookup(EXTRACTORS, config.eval.generate.answer_format, "answer format",
+               "eval.generate.answer_format")
+    encoded = encode_records(tokenizer, records)
+    tokens = sum(1 for row in encoded["labels"] for t in row if t != IGNORE_INDEX)
+    cut = truncate(encoded, config.max_length)
+    if config.packing:
+        encoded = pack(encoded, config.max_length)
+    dataset = TokenDataset(encoded)
+    per_step = config.batch_size * config.grad_accum * state.num_processes
+    steps = config.steps or max(1, math.floor(config.epochs * len(dataset) / per_step))
+    if config.lora is not None:
+        model = apply_lora(model, config.lora)
+    held_encoded = {task: encode_records(tokenizer, rows) for task, rows in held.items()}
+    for enc in held_encoded.values():
+        truncate(enc, config.max_length)
+    evaluator = TeacherForcedEvaluator(tokenizer.pad_token_id, held_encoded,
+                                       config.eval.batch_size)
+    scorers = list(scorers)
+    if config.eval.generate is not None and held:
+        spec = config.eval.generate
+        scorers.append(generation_scorer(tokenizer, held, spec.max_new_tokens,
+                                         spec.answer_format, spec.examples, spec.batch_size))
+    if state.is_main_process:
+        if resume_from is None and partial.exists():
+            shutil.rmtree(partial)  # a stale interrupted run: start over cleanly
+        partial.mkdir(parents=True, exist_ok=True)
+        save_train_config(config, partial)
+    state.wait_for_everyone()
+    say(f"training {type(model).__name__} on {len(dataset)} sequences for {steps} steps"
+        + (f", resuming from {resume_from.name}" if resume_from else ""))
+    try:
+        curves = fit(model, tokenizer.pad_token_id, dataset, evaluator, config, steps, partial,
+                     scorers=scorers, resume_from=resume_from, callbacks=[_Fingerprint(config)])
+    except KeyboardInterrupt:
+        if state.is_main_process:
+            print(f"interrupted: checkpoints kept in {partial}; continue with --resume",
+                  file=sys.stderr)
+        raise
+    # Every process must be done writing (each saves its RNG state into the checkpoints)
+    # before the main one renames the run folder.
+    state.wait_for_everyone()
+    summary = {"steps": steps, "sequences": len(dataset), "examples": len(records),
+               "target_tokens": tokens, "truncated": cut, "packing": config.packing,
+               "processes": state.num_processes, "fingerprint": config.fingerprint(),
+               "final": final_scores(curves),
+               "train_seconds": round(time.perf_counter() - start, 2)}
+    if state.is_main_process:
+        _save_final(model, tokenizer, partial, config.lora is not None)
+        write_manifest(partial, "train", {"out": str(out), "resume": str(resume)},
+                       seed=config.seed, extra=summary)
+        partial.rename(out)
+    state.wait_for_everyone()
+    return summary if state.is_main_process else None
+
+
+def _resume_point(partial: Path, resume: bool | Path, config: TrainConfig) -> Path | None:
+    if resume is False or resume is None:
+        return None
+    if resume is True:
+        found = list_checkpoints(partial) if partial.exists() else []
+        checkpoint = found[-1] if found else None
+        if checkpoint is None:
+            raise SmolmixError(f"nothing to resume: no checkpoint in {str(partial)!r}",
+                               "--resume")
+    else:
+        checkpoint = Path(resume)
+        if not checkpoint.is_dir():
+            raise SmolmixError(f"checkpoint {str(checkpoint)!r} does not exist", "--resume")
+    check_resumable(checkpoint, config)
+    return checkpoint
+
+
+def _save_final(model, tokenizer, folder: Path, lora: bool) -> None:
+    if lora:
+        model.save_pretrained(folder / "adapter")
+        model = model.merge_and_unload()
+    model.save_pretrained(folder / "model", safe_serialization=True)
+    tokenizer.save_pretrained(folder / "model")

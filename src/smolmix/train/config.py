@@ -1,0 +1,146 @@
+"""The ``smolmix train`` config: a YAML file, ``--set key=value`` overrides, validated.
+
+Paths in the file are relative to the file's folder (paths given with ``--set`` to the
+working directory). The resolved config is saved in the run as ``train_config.yaml``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from smolmix.core.config import apply_overrides, invalid, read_yaml
+
+CONFIG_FILE = "train_config.yaml"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LoraSpec(_Model):
+    """LoRA adapters (PEFT) instead of full fine-tuning."""
+
+    r: int = Field(16, gt=0)
+    alpha: float = Field(32.0, gt=0)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] | Literal["all-linear"] = "all-linear"
+
+
+class GenerationSpec(_Model):
+    """Generation accuracy during training (greedy decoding, graded per task)."""
+
+    max_new_tokens: int = Field(64, gt=0)
+    answer_format: str = "exact"
+    examples: int | None = Field(None, gt=0, description="at most this many per task")
+    batch_size: int = Field(32, gt=0)
+
+
+class EvalSpec(_Model):
+    """Per-task held-out evaluation during training."""
+
+    data: str | None = Field(None, description="held-out records: JSONL or a mixture folder")
+    holdout_per_task: int = Field(0, ge=0, description="or carve this many per task out of "
+                                  "the mixture (removed from training)")
+    every: int = Field(100, gt=0)
+    batch_size: int = Field(64, gt=0)
+    generate: GenerationSpec | None = None
+
+
+class TrainConfig(_Model):
+    """Everything one ``smolmix train`` run does (the lab's presets are overrides of it)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, title="smolmix train config")
+
+    model: str = Field(description="a local checkpoint folder or a hub id")
+    tokenizer: str | None = Field(None, description="default: the model's")
+    mixture: str = Field(description="a folder written by smolmix mix")
+    lora: LoraSpec | None = None
+    packing: bool = False
+    max_length: int = Field(1024, gt=0)
+    steps: int | None = Field(None, gt=0, description="default: epochs over the mixture")
+    epochs: float = Field(1.0, gt=0)
+    batch_size: int = Field(8, gt=0)
+    grad_accum: int = Field(1, gt=0)
+    learning_rate: float = Field(2e-5, gt=0)
+    lr_scheduler: str = "linear"
+    warmup_steps: int = Field(0, ge=0)
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    seed: int = 0
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    gradient_checkpointing: bool = Field(False, description="recompute activations in the "
+                                         "backward pass: less memory, about 30% more time")
+    order: Literal["mixture", "shuffle"] = Field(
+        "mixture", description="mixture: train in the mixture's order (keeps its stages)")
+    save_checkpoints: bool = Field(True, description="resumable checkpoints (--resume, "
+                                   "diagnose over checkpoints); false: final model only")
+    save_every: int | None = Field(None, gt=0, description="checkpoint every N steps "
+                                   "(default: at each evaluation)")
+    save_total_limit: int | None = Field(None, gt=0)
+    eval: EvalSpec = EvalSpec()
+
+    def fingerprint(self) -> str:
+        """What makes two runs the same training (a resumed run must match its checkpoint)."""
+        data = self.model_dump(mode="json")
+        for key in ("save_checkpoints", "save_every", "save_total_limit"):
+            data.pop(key)
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _resolve(base: Path, value: str | None) -> str | None:
+    """A path relative to ``base`` when it exists there; anything else (a hub id) unchanged."""
+    if value is None or Path(value).is_absolute():
+        return value
+    candidate = base / value
+    return str(candidate) if candidate.exists() or value.startswith(".") else value
+
+
+PATH_KEYS = (("model",), ("tokenizer",), ("mixture",), ("eval", "data"))
+
+
+def load_train_config(path: Path | None, overrides: Sequence[str] = ()) -> TrainConfig:
+    """The config file (optional) with ``overrides`` applied, validated; errors name the
+    file and line, or ``--set``."""
+    data: dict = {}
+    root = None
+    if path is not None:
+        data, root = read_yaml(Path(path), kind="train config")
+        base = Path(path).resolve().parent
+        for keys in PATH_KEYS:
+            node = data
+            for key in keys[:-1]:
+                node = node.get(key) if isinstance(node.get(key), dict) else {}
+            if isinstance(node.get(keys[-1]), str):
+                node[keys[-1]] = _resolve(base, node[keys[-1]])
+    apply_overrides(data, overrides)
+    try:
+        return TrainConfig.model_validate(data)
+    except ValidationError as exc:
+        where = str(path) if path is not None else "--set"
+        if overrides:  # the line numbers would point at the file, not at the override
+            raise invalid(exc, None, f"{where} with --set" if path else where) from None
+        raise invalid(exc, root, where) from None
+
+
+def save_train_config(config: TrainConfig, folder: Path) -> None:
+    """Write the resolved config (every default filled in) to ``folder/train_config.yaml``,
+    local paths relative to the folder's parent, as ``../<path>`` from the folder, so the
+    file stays valid when the run (or a lab run holding it) is renamed or moved."""
+    data = config.model_dump(mode="json")
+    folder = Path(folder)
+    for keys in PATH_KEYS:
+        node = data
+        for key in keys[:-1]:
+            node = node.get(key) or {}
+        value = node.get(keys[-1])
+        if isinstance(value, str) and Path(value).exists():
+            node[keys[-1]] = os.path.relpath(Path(value).resolve(), folder.resolve())
+    (folder / CONFIG_FILE).write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")

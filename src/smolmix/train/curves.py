@@ -1,0 +1,177 @@
+"""Per-task held-out curves during training: teacher-forced loss and exact match, plus any
+scorer's metrics (graded generation accuracy, the lab's interference split), one row per task
+and evaluation step in ``curves.jsonl``.
+
+With the EOS token in the target, "every completion token is the argmax given the true prefix"
+is exactly "greedy decoding reproduces the completion and stops", at the cost of one forward
+pass instead of a generation loop.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
+
+from smolmix.core.records import Record
+from smolmix.grading.grade import grade_many
+from smolmix.inference.hf import generate
+from smolmix.train.data import padded_batches
+from smolmix.train.encoding import IGNORE_INDEX, encode_records
+
+CURVES_FILE = "curves.jsonl"
+
+Scorer = Callable[[PreTrainedModel], Mapping[str, Mapping[str, float]]]
+
+
+@dataclass(frozen=True)
+class TaskScore:
+    """Mean completion-token loss and exact-match accuracy of one task."""
+
+    loss: float
+    exact_match: float
+    count: int
+
+
+class TeacherForcedEvaluator:
+    """Scores a model on fixed per-task examples, encoded once (``input_ids``/``labels``)."""
+
+    def __init__(self, pad_id: int, encoded: Mapping[str, Mapping[str, list[list[int]]]],
+                 batch_size: int = 256) -> None:
+        self.pad_id = pad_id
+        self.batch_size = batch_size
+        self.encoded = dict(encoded)
+
+    @classmethod
+    def from_records(cls, tokenizer: PreTrainedTokenizerBase,
+                     eval_sets: Mapping[str, Sequence[Record]],
+                     batch_size: int = 256) -> TeacherForcedEvaluator:
+        return cls(tokenizer.pad_token_id,
+                   {task: encode_records(tokenizer, recs) for task, recs in eval_sets.items()},
+                   batch_size)
+
+    @torch.no_grad()
+    def __call__(self, model: PreTrainedModel) -> dict[str, TaskScore]:
+        was_training = model.training
+        model.eval()
+        device = next(model.parameters()).device
+        scores = {}
+        for task, enc in self.encoded.items():
+            loss_sum, tokens, correct = 0.0, 0, 0
+            for batch in padded_batches(enc, self.batch_size, self.pad_id):
+                batch = {k: v.to(device) for k, v in batch.items()}
+                logits = model(input_ids=batch["input_ids"],
+                               attention_mask=batch["attention_mask"]).logits[:, :-1].float()
+                target = batch["labels"][:, 1:]
+                mask = target != IGNORE_INDEX
+                token_loss = torch.nn.functional.cross_entropy(
+                    logits.transpose(1, 2), target.clamp(min=0), reduction="none"
+                )
+                loss_sum += token_loss[mask].sum().item()
+                tokens += int(mask.sum().item())
+                hit = (logits.argmax(-1) == target) | ~mask
+                correct += int(hit.all(dim=1).sum().item())
+            n = len(enc["input_ids"])
+            scores[task] = TaskScore(loss=loss_sum / max(tokens, 1), exact_match=correct / n,
+                                     count=n)
+        if was_training:
+            model.train()
+        return scores
+
+
+def generation_scorer(tokenizer: PreTrainedTokenizerBase, held: Mapping[str, Sequence[Record]],
+                      max_new_tokens: int, answer_format: str, examples: int | None = None,
+                      batch_size: int = 32) -> Scorer:
+    """A curve scorer: greedy generation on each task's held-out prompts, graded against the
+    answer (or the reply) with ``answer_format``."""
+    tasks = {}
+    for task, records in held.items():
+        records = records[:examples] if examples else records
+        tasks[task] = ([r.prompt_text(tokenizer) for r in records],
+                       [r.reference for r in records])
+
+    def score(model: PreTrainedModel) -> dict[str, dict[str, float]]:
+        out = {}
+        for task, (prompts, references) in tasks.items():
+            texts = generate(model, tokenizer, prompts, max_new_tokens, batch_size=batch_size)
+            verdicts = grade_many(texts, references, answer_format)
+            out[task] = {"generation_accuracy": sum(v.correct for v in verdicts) / len(verdicts)}
+        return out
+
+    return score
+
+
+class PerTaskEvalCallback(TrainerCallback):
+    """Every ``every`` steps (and at the first and last step) score each task and append the
+    rows to ``out_file``.
+
+    ``scorers`` each map a model to per-task metrics; their metrics are merged per task. Only
+    the main process evaluates and writes (the others wait for it at the next step).
+    """
+
+    def __init__(self, evaluator: TeacherForcedEvaluator, every: int, out_file: Path | None,
+                 scorers: Sequence[Scorer] = ()) -> None:
+        self.evaluator = evaluator
+        self.every = every
+        self.out_file = out_file
+        self.scorers = list(scorers)
+        self.curves: list[dict] = []
+        self.done: set[int] = set()
+
+    def resume(self, step: int) -> None:
+        """Continue a run from a checkpoint at ``step``: keep the curve rows up to it only."""
+        if self.out_file is None or not self.out_file.exists():
+            return
+        self.curves = [r for r in read_curves(self.out_file) if r["step"] <= step]
+        self.done = {r["step"] for r in self.curves}
+        _write_rows(self.out_file, self.curves, mode="w")
+
+    def record(self, step: int, model: PreTrainedModel) -> None:
+        if step in self.done:
+            return
+        self.done.add(step)
+        scores = self.evaluator(model)
+        extra: dict[str, dict[str, float]] = {}
+        for scorer in self.scorers:
+            for task, metrics in scorer(model).items():
+                extra.setdefault(task, {}).update(metrics)
+        rows = [{"step": step, "task": t, **asdict(s), **extra.get(t, {})}
+                for t, s in scores.items()]
+        self.curves.extend(rows)
+        if self.out_file is not None:
+            _write_rows(self.out_file, rows, mode="a")
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if state.is_world_process_zero:
+            self.record(state.global_step, model)
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        due = state.global_step % self.every == 0 or state.global_step == state.max_steps
+        if due and state.is_world_process_zero:
+            self.record(state.global_step, model)
+
+
+def read_curves(path: Path) -> list[dict]:
+    """The rows of a ``curves.jsonl`` (empty when the file does not exist)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def final_scores(curves: Sequence[Mapping]) -> dict[str, dict]:
+    """Each task's metrics at the last evaluated step."""
+    if not curves:
+        return {}
+    last = max(r["step"] for r in curves)
+    return {r["task"]: {k: v for k, v in r.items() if k not in ("step", "task")}
+            for r in curves if r["step"] == last}
+
+
+def _write_rows(path: Path, rows: Sequence[dict], mode: str) -> None:
+    with open(path, mode, encoding="utf-8") as fh:
+        fh.writelines(json.dumps(r) + "\n" for r in rows)

@@ -1,0 +1,105 @@
+"""Training and held-out data: mixture folders and JSONL files as records, held-out splits,
+encoded examples as compact arrays, and padded batches."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from datasets import load_from_disk
+from torch.utils.data import Dataset as TorchDataset
+
+from smolmix.core.errors import SmolmixError
+from smolmix.core.records import Record, by_task, read_jsonl, records_from_table
+from smolmix.core.rundir import read_manifest
+from smolmix.train.encoding import IGNORE_INDEX
+
+
+def load_mixture(path: str | Path, flag: str = "mixture") -> list[Record]:
+    """The records of a mixture folder written by ``smolmix mix``, in mixture order."""
+    try:
+        read_manifest(Path(path), kinds=("mixture",))
+    except SmolmixError:
+        raise SmolmixError(f"{str(path)!r} is not a mixture folder (no manifest.json from "
+                           "smolmix mix)", flag) from None
+    return records_from_table(load_from_disk(str(path)))
+
+
+def read_records(path: str | Path, flag: str = "eval.data") -> list[Record]:
+    """Records from a mixture folder or a JSONL file."""
+    if Path(path).is_dir():
+        return load_mixture(path, flag)
+    if not Path(path).is_file():
+        raise SmolmixError(f"data {str(path)!r} does not exist", flag)
+    return list(read_jsonl(Path(path)))
+
+
+def split_holdout(records: Sequence[Record], per_task: int
+                  ) -> tuple[list[Record], dict[str, list[Record]]]:
+    """The first ``per_task`` distinct examples of each task held out; every training record
+    equal to one of them (a repetition) is removed too."""
+    held: dict[str, list[Record]] = {}
+    keys: set[str] = set()
+    for record in records:
+        key = record.key()
+        bucket = held.setdefault(record.task, [])
+        if len(bucket) < per_task and key not in keys:
+            bucket.append(record)
+            keys.add(key)
+    return [r for r in records if r.key() not in keys], by_task(
+        r for rows in held.values() for r in rows)
+
+
+def collate(rows: Sequence[Mapping[str, Sequence[int]]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad a batch of examples (``input_ids``, ``labels``, optional ``position_ids``) to
+    its longest row; padded labels are ignored, ``attention_mask`` marks the real tokens."""
+    width = max(len(r["input_ids"]) for r in rows)
+    fill = {"input_ids": pad_id, "labels": IGNORE_INDEX, "position_ids": 0}
+    out = {key: np.full((len(rows), width), fill[key], dtype=np.int64) for key in rows[0]}
+    mask = np.zeros((len(rows), width), dtype=np.int64)
+    for i, row in enumerate(rows):
+        for key, values in row.items():
+            out[key][i, :len(values)] = values
+        mask[i, :len(row["input_ids"])] = 1
+    return {**{k: torch.from_numpy(v) for k, v in out.items()},
+            "attention_mask": torch.from_numpy(mask)}
+
+
+def pad_batch(input_ids: Sequence[Sequence[int]], labels: Sequence[Sequence[int]],
+              pad_id: int) -> dict[str, torch.Tensor]:
+    """:func:`collate` of parallel ``input_ids`` / ``labels`` lists."""
+    return collate([{"input_ids": ids, "labels": lab} for ids, lab in zip(input_ids, labels)],
+                   pad_id)
+
+
+def padded_batches(encoded: Mapping[str, Sequence[Sequence[int]]], size: int,
+                   pad_id: int) -> list[dict[str, torch.Tensor]]:
+    """Encoded examples (``input_ids``/``labels``) as consecutive padded batches of ``size``."""
+    ids, labels = encoded["input_ids"], encoded["labels"]
+    return [pad_batch(ids[i:i + size], labels[i:i + size], pad_id)
+            for i in range(0, len(ids), size)]
+
+
+class TokenDataset(TorchDataset):
+    """Encoded examples held as flat int32 arrays (``input_ids``, ``labels``, optional
+    ``position_ids``) with row offsets: compact, and :func:`collate` pads a batch of them with
+    numpy slices instead of per-row tensor building (the per-step cost on tiny models)."""
+
+    KEYS = ("input_ids", "labels", "position_ids")
+
+    def __init__(self, encoded: Mapping[str, Sequence[Sequence[int]]]) -> None:
+        lengths = np.fromiter((len(r) for r in encoded["input_ids"]), dtype=np.int64,
+                              count=len(encoded["input_ids"]))
+        self.offsets = np.concatenate([[0], np.cumsum(lengths)])
+        self.columns = {key: np.fromiter((t for row in encoded[key] for t in row),
+                                         dtype=np.int32, count=int(self.offsets[-1]))
+                        for key in self.KEYS if key in encoded}
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        start, stop = self.offsets[index], self.offsets[index + 1]
+        return {key: col[start:stop] for key, col in self.columns.items()}
