@@ -81,3 +81,44 @@ def partly_trained_copy(tmp_path_factory, tokenizer):
         TeacherForcedEvaluator(tokenizer.pad_token_id, {}), config, 120, root / "run")
     save_checkpoint(model, tokenizer, root / "model")
     return root / "model", held_out
+
+
+@pytest.fixture(scope="session")
+def report_runs(tmp_path_factory, tiny_checkpoint, lab_mixture):
+    """Tiny real runs: two mixtures, a train run on each, a diagnosis of the first, an eval of
+    each train run (tagged cot=long / cot=short), their gap, and a needle probe."""
+    import shutil
+
+    import yaml
+
+    from smolmix.cli import main
+
+    root = tmp_path_factory.mktemp("runs")
+    data = lab_mixture.parent / "data"
+    sources = "\n".join(f"  - {{name: {t}, path: {data / t}.jsonl}}"
+                        for t in ("copy", "reverse", "sort"))
+    (root / "boosted.yaml").write_text(f"seed: 0\nbudget: {{examples: 600}}\nsources:\n"
+                                       f"{sources}\nstrategy: [natural, "
+                                       "{boost: {sort: 0.45}}]\n")
+    assert main(["mix", str(root / "boosted.yaml"), "--out", str(root / "mix-boosted"),
+                 "--quiet"]) == 0
+    shutil.copytree(lab_mixture, root / "mix-natural")
+    for name, cot in (("natural", "long"), ("boosted", "short")):
+        (root / f"{name}.yaml").write_text(yaml.safe_dump({
+            "model": str(tiny_checkpoint), "mixture": str(root / f"mix-{name}"), "steps": 8,
+            "batch_size": 8, "learning_rate": 0.003,
+            "eval": {"holdout_per_task": 20, "every": 4}}))
+        assert main(["train", str(root / f"{name}.yaml"), "--out", str(root / f"train-{name}"),
+                     "--quiet"]) == 0
+        assert main(["eval", str(root / f"train-{name}" / "model"), "--tasks", "lab:copy",
+                     "--out", str(root / f"eval-{name}"), "--tag", "student=s",
+                     "--tag", f"cot={cot}", "--quiet"]) == 0
+    assert main(["diagnose", str(root / "train-natural"), "--batch-size", "10",
+                 "--max-batches", "1", "--retention-steps", "2", "--out",
+                 str(root / "diagnosis"), "--quiet"]) == 0
+    assert main(["gap", str(root / "eval-natural"), str(root / "eval-boosted"), "--out",
+                 str(root / "gap")]) == 0
+    assert main(["eval", str(tiny_checkpoint), "--probe", "needle", "--lengths", "16,32",
+                 "--depths", "0,1", "--trials", "1", "--out", str(root / "needle"),
+                 "--quiet"]) == 0
+    return root

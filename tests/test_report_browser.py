@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from smolmix.cli import main
 
@@ -193,27 +192,9 @@ def cells(state: dict, column: str, caption: str = "") -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, tiny_checkpoint, lab_mixture):
+def runs(report_runs):
     """Two tiny train runs (natural mixture, and one with ``sort`` boosted) and an eval run."""
-    root = tmp_path_factory.mktemp("report-runs")
-    data = lab_mixture.parent / "data"
-    sources = "\n".join(f"  - {{name: {t}, path: {data / t}.jsonl}}"
-                        for t in ("copy", "reverse", "sort"))
-    (root / "boosted.yaml").write_text(f"seed: 0\nbudget: {{examples: 600}}\nsources:\n"
-                                       f"{sources}\nstrategy: [natural, "
-                                       "{boost: {sort: 0.45}}]\n")
-    assert main(["mix", str(root / "boosted.yaml"), "--out", str(root / "boosted"),
-                 "--quiet"]) == 0
-    for name, mixture in (("natural", lab_mixture), ("boosted", root / "boosted")):
-        (root / f"{name}.train.yaml").write_text(yaml.safe_dump({
-            "model": str(tiny_checkpoint), "mixture": str(mixture), "steps": 8,
-            "batch_size": 8, "learning_rate": 0.003,
-            "eval": {"holdout_per_task": 16, "every": 4}}))
-        assert main(["train", str(root / f"{name}.train.yaml"), "--out",
-                     str(root / f"train-{name}"), "--quiet"]) == 0
-    assert main(["eval", str(root / "train-natural" / "model"), "--tasks", "lab:copy,lab:sort",
-                 "--out", str(root / "eval"), "--mixture", str(lab_mixture), "--quiet"]) == 0
-    return root
+    return report_runs
 
 
 def _report(runs: list[Path], out: Path) -> Path:
@@ -253,9 +234,9 @@ def test_train_run_reports(browser, runs, tmp_path):
 
 
 def test_eval_run_reports(browser, runs, tmp_path):
-    state = load(browser, _report([runs / "eval"], tmp_path / "r"), "eval")
+    state = load(browser, _report([runs / "eval-natural"], tmp_path / "r"), "eval")
     assert_page_is_sound(state, images=1)
-    scores = json.loads((runs / "eval" / "scores.json").read_text())
+    scores = json.loads((runs / "eval-natural" / "scores.json").read_text())
     accuracy, interval = cells(state, "accuracy"), cells(state, "95% interval")
     for task, s in scores["tasks"].items():
         assert accuracy[task] == f"{s['mean']:.3f}"

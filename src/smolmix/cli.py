@@ -7,6 +7,7 @@ transformers take seconds to import, and ``smolmix mix`` or ``smolmix grade`` ne
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 from collections.abc import Sequence
@@ -144,8 +145,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _mix(args: argparse.Namespace) -> None:
-    import json
-
     from smolmix.mix.command import build_mixture, plan_table
     from smolmix.mix.recipe import recipe_json_schema
 

@@ -7,10 +7,10 @@ import math
 
 import numpy as np
 
+from smolmix.diagnose.verdicts import LEARN_THRESHOLD
 from smolmix.report.formats import is_missing
 
 RESULTS_FILE = "results.json"
-DEFAULT_THRESHOLD = 0.9
 
 
 def seed_stats(values: list[float]) -> tuple[float, float]:
@@ -46,7 +46,7 @@ def task_share(results: dict, task: str) -> float | None:
 
 def learn_threshold(results: dict) -> float:
     """Accuracy at which a task counts as learned."""
-    return float(results.get("summary", {}).get("learn_threshold", DEFAULT_THRESHOLD))
+    return float(results.get("summary", {}).get("learn_threshold", LEARN_THRESHOLD))
 
 
 def boost_target(results: dict) -> str | None:
