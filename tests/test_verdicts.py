@@ -43,3 +43,15 @@ def test_reaching_the_threshold_exactly_counts_as_learned():
     assert judge("a", Curve(steps, [0.0, 0.5, 0.9]), threshold=0.9).verdict == LEARNED
     assert judge("b", Curve(steps, [0.0, 0.9, 0.5]), threshold=0.9).verdict == OVERWRITTEN
     assert judge("c", Curve(steps, [0.0, 0.5, 0.89]), threshold=0.9).verdict == NEVER
+
+
+def test_rule_of_thumb_remedies_and_the_isolation_boundary():
+    steps, flat = [0, 100], [0.0, 0.1]
+    big = judge("a", Curve(steps, flat), share=0.2)
+    assert big.verdict == NEVER and "already has 20%" in big.remedy
+    capped = judge("b", Curve(steps, flat), share=0.05)  # 10x would be 50%: capped at 30%
+    assert "about 30%" in capped.remedy and "rule of thumb" in capped.remedy
+    tiny = judge("c", Curve(steps, flat), share=0.0004)  # 10x would be 0.4%: at least 1%
+    assert "about 1%" in tiny.remedy
+    # a control that reaches the threshold exactly says the task is expressible
+    assert judge("d", Curve(steps, flat), isolation=0.9, threshold=0.9).verdict == NEVER
