@@ -1,5 +1,7 @@
+import copy
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -9,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from smolmix.cli import main
-from smolmix.lab.rare_tasks.study import customize, get_preset, plan_cells
+from smolmix.lab.rare_tasks.study import customize, get_preset, plan_cells, summarize_study
 from smolmix.train.config import load_train_config
 from smolmix.train.data import load_mixture
 
@@ -117,6 +119,21 @@ def test_smoke_preset_writes_every_output(smoke_run):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["smolmix"]["kind"] == "lab.rare-tasks"
     assert manifest["versions"]["torch"]
+
+
+def test_the_summary_is_computed_from_the_cells(smoke_run):
+    # The smoke run's rare tasks are all at 0%, which hides a wrong average; give every cell
+    # other final scores (seeded) and recompute the summary from them.
+    results = json.loads((smoke_run / "results.json").read_text())
+    preset = get_preset("smoke")
+    rng = random.Random(0)
+    cells = copy.deepcopy(results["cells"])
+    for cell in cells:
+        for scores in cell["final"].values():
+            scores["exact_match"] = rng.choice([0.0, 0.25, 0.5, 0.875, 0.9375, 1.0])
+    params = {s["name"]: s["params"] for s in results["sizes"]}
+    summary = summarize_study(preset, cells, params)
+    assert summary == {**summary, **_summary_from_cells({"cells": cells}, preset)}
 
 
 def test_a_lab_cell_is_a_run_the_user_commands_take(smoke_run, tmp_path, capsys):
