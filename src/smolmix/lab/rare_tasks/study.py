@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import yaml
+from transformers.utils import logging as hf_logging
 
 from smolmix.core.errors import SmolmixError, lookup
 from smolmix.core.pool import available_cores, run_cells
@@ -395,11 +396,17 @@ def write_models(preset: Preset, models_dir: Path) -> dict[str, int]:
     its cells' train configs); return each size's parameter count."""
     tokenizer = build_tokenizer(vocabulary())
     params = {}
-    for size in preset.sizes:
-        for seed in preset.seeds:
-            model = build_model(get_size(size), tokenizer, seed=seed)
-            save_checkpoint(model, tokenizer, models_dir / f"{size}-s{seed}")
-            params[size] = parameter_count(model)
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # the lab's own bar is the one to watch
+    try:
+        for size in preset.sizes:
+            for seed in preset.seeds:
+                model = build_model(get_size(size), tokenizer, seed=seed)
+                save_checkpoint(model, tokenizer, models_dir / f"{size}-s{seed}")
+                params[size] = parameter_count(model)
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
     return params
 
 
