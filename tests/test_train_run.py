@@ -266,3 +266,57 @@ def test_two_cpu_processes_through_accelerate_launch(tmp_path, tiny_checkpoint, 
     assert len(steps) == len(set(steps)) == 6  # one process wrote: steps 0 and 4, 3 tasks
     AutoModelForCausalLM.from_pretrained(run / "model")
     assert done.stdout.count("wrote") == 1
+
+
+def test_packed_examples_do_not_attend_to_each_other(tokenizer):
+    # Three examples of different lengths packed into rows of 24 tokens: every example's logits
+    # in its packed row are the ones it gets alone (no attention across the boundary).
+    from smolmix.models.ladder import build_model, get_size
+    from smolmix.train.data import collate
+    from smolmix.train.encoding import encode_prompt_completion
+
+    model = build_model(get_size("s"), tokenizer, seed=0).eval()
+    prompts = ["copy 1 2 3 =", "sort 9 8 7 6 5 =", "reverse 4 5 =", "rotate 1 2 3 4 ="]
+    completions = [" 1 2 3", " 5 6 7 8 9", " 5 4", " 2 3 4 1"]
+    encoded = encode_prompt_completion(tokenizer, prompts, completions)
+    packed = pack(encoded, max_length=24)
+    assert len(packed["input_ids"]) < len(prompts)  # really packed
+    batch = collate([{k: packed[k][i] for k in packed} for i in range(len(packed["input_ids"]))],
+                    tokenizer.pad_token_id)
+    with torch.no_grad():
+        logits = model(**batch).logits
+        seen = 0
+        for row, ids in enumerate(packed["input_ids"]):
+            starts = [i for i, p in enumerate(packed["position_ids"][row]) if p == 0]
+            for start, end in zip(starts, [*starts[1:], len(ids)]):
+                alone = model(input_ids=torch.tensor([ids[start:end]])).logits[0]
+                assert (logits[row, start:end] - alone).abs().max().item() < 1e-5
+                seen += 1
+    assert seen == len(prompts)
+
+
+def test_examples_truncated_to_nothing_are_dropped_and_counted(tmp_path, tiny_checkpoint):
+    # copy of 2 digits fits in 8 tokens; copy of 9 digits has an 11-token prompt: cut to 8
+    # tokens it has nothing left to learn, so it is neither trained on nor scored.
+    (tmp_path / "data").mkdir()
+    for n in (2, 9):
+        stream = TrainStream(TASKS["copy"], n, set(), n=n)
+        write_jsonl((stream.draw() for _ in range(60)), tmp_path / "data" / f"copy{n}.jsonl")
+    (tmp_path / "recipe.yaml").write_text(
+        "seed: 0\nbudget: {examples: 100}\nsources:\n  - {name: short, path: data/copy2.jsonl}\n"
+        "  - {name: long, path: data/copy9.jsonl}\nstrategy: [uniform]\n")
+    build_mixture(tmp_path / "recipe.yaml", tmp_path / "mix", quiet=True)
+    records = load_mixture(tmp_path / "mix")
+    kept, held = split_holdout(records, 20)
+    long_train = sum(len(r.prompt.split()) > 8 for r in kept)
+    long_held = sum(len(r.prompt.split()) > 8 for r in held["copy"])
+    assert long_train and long_held and long_held < 20  # both lengths in both parts
+    config = _config(tmp_path, tiny_checkpoint, tmp_path / "mix", steps=2, max_length=8,
+                     eval={"holdout_per_task": 20, "every": 2})
+    assert main(["train", str(config), "--out", str(tmp_path / "run")]) == 0
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["dropped_no_target"] == {"train": long_train,
+                                             "held_out": {"copy": long_held}}
+    assert manifest["examples"] == len(kept) and manifest["sequences"] == len(kept) - long_train
+    rows = _curves(tmp_path / "run")
+    assert all(r["count"] == 20 - long_held and r["loss"] > 0.1 for r in rows)

@@ -29,7 +29,13 @@ from smolmix.models.loading import check_model_path, check_vocabulary, load_mode
 from smolmix.train.config import TrainConfig, save_train_config
 from smolmix.train.curves import Scorer, TeacherForcedEvaluator, final_scores, generation_scorer
 from smolmix.train.data import TokenDataset, load_mixture, read_records, split_holdout
-from smolmix.train.encoding import IGNORE_INDEX, encode_records, pack, truncate
+from smolmix.train.encoding import (
+    IGNORE_INDEX,
+    drop_untrainable,
+    encode_records,
+    pack,
+    truncate,
+)
 from smolmix.train.lora import apply_lora
 from smolmix.train.trainer import fit
 
@@ -105,8 +111,12 @@ def train(config: TrainConfig, out: Path, resume: bool | Path = False, quiet: bo
         lookup(EXTRACTORS, config.eval.generate.answer_format, "answer format",
                "eval.generate.answer_format")
     encoded = encode_records(tokenizer, records)
-    tokens = sum(1 for row in encoded["labels"] for t in row if t != IGNORE_INDEX)
     cut = truncate(encoded, config.max_length)
+    dropped = len(drop_untrainable(encoded))
+    if not encoded["input_ids"]:
+        raise SmolmixError(f"every training example loses its whole completion at max_length "
+                           f"{config.max_length}", "max_length")
+    tokens = sum(1 for row in encoded["labels"] for t in row[1:] if t != IGNORE_INDEX)
     if config.packing:
         encoded = pack(encoded, config.max_length)
     dataset = TokenDataset(encoded)
@@ -114,9 +124,7 @@ def train(config: TrainConfig, out: Path, resume: bool | Path = False, quiet: bo
     steps = config.steps or max(1, math.floor(config.epochs * len(dataset) / per_step))
     if config.lora is not None:
         model = apply_lora(model, config.lora)
-    held_encoded = {task: encode_records(tokenizer, rows) for task, rows in held.items()}
-    for enc in held_encoded.values():
-        truncate(enc, config.max_length)
+    held, held_encoded, held_dropped = _held_out_encoded(tokenizer, held, config.max_length)
     evaluator = TeacherForcedEvaluator(tokenizer.pad_token_id, held_encoded,
                                        config.eval.batch_size)
     scorers = list(scorers)
@@ -130,6 +138,11 @@ def train(config: TrainConfig, out: Path, resume: bool | Path = False, quiet: bo
         partial.mkdir(parents=True, exist_ok=True)
         save_train_config(config, partial)
     state.wait_for_everyone()
+    for what, count in (("training", dropped),
+                        *((f"held-out {task}", n) for task, n in held_dropped.items())):
+        if count:
+            say(f"dropped {count} {what} examples whose completion max_length "
+                f"{config.max_length} cuts away entirely")
     say(f"training {type(model).__name__} on {len(dataset)} sequences for {steps} steps"
         + (f", resuming from {resume_from.name}" if resume_from else ""))
     try:
@@ -144,7 +157,9 @@ def train(config: TrainConfig, out: Path, resume: bool | Path = False, quiet: bo
     # before the main one renames the run folder.
     state.wait_for_everyone()
     summary = {"steps": steps, "sequences": len(dataset), "examples": len(records),
-               "target_tokens": tokens, "truncated": cut, "packing": config.packing,
+               "target_tokens": tokens, "truncated": cut,
+               "dropped_no_target": {"train": dropped, "held_out": held_dropped},
+               "packing": config.packing,
                "processes": state.num_processes, "fingerprint": config.fingerprint(),
                "final": final_scores(curves),
                "train_seconds": round(time.perf_counter() - start, 2)}
@@ -155,6 +170,24 @@ def train(config: TrainConfig, out: Path, resume: bool | Path = False, quiet: bo
         partial.rename(out)
     state.wait_for_everyone()
     return summary if state.is_main_process else None
+
+
+def _held_out_encoded(tokenizer, held: dict[str, list[Record]], max_length: int
+                      ) -> tuple[dict[str, list[Record]], dict[str, dict], dict[str, int]]:
+    """Each task's held-out examples encoded and cut to ``max_length``; examples left with no
+    target token are dropped (never scored) and counted per task, and so is a task left empty.
+    Returns the kept records, their encodings and the counts."""
+    kept, encoded, dropped = {}, {}, {}
+    for task, rows in held.items():
+        enc = encode_records(tokenizer, rows)
+        truncate(enc, max_length)
+        gone = set(drop_untrainable(enc))
+        if gone:
+            dropped[task] = len(gone)
+        if enc["input_ids"]:
+            kept[task] = [r for i, r in enumerate(rows) if i not in gone]
+            encoded[task] = enc
+    return kept, encoded, dropped
 
 
 def _resume_point(partial: Path, resume: bool | Path, config: TrainConfig) -> Path | None:

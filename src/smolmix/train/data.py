@@ -54,17 +54,32 @@ def split_holdout(records: Sequence[Record], per_task: int
 
 def collate(rows: Sequence[Mapping[str, Sequence[int]]], pad_id: int) -> dict[str, torch.Tensor]:
     """Right-pad a batch of examples (``input_ids``, ``labels``, optional ``position_ids``) to
-    its longest row; padded labels are ignored, ``attention_mask`` marks the real tokens."""
+    its longest row; padded labels are ignored. ``attention_mask`` marks the real tokens; for
+    packed rows (with ``position_ids``) it is a 4-D block-diagonal causal mask instead, so each
+    example attends only to itself."""
     width = max(len(r["input_ids"]) for r in rows)
     fill = {"input_ids": pad_id, "labels": IGNORE_INDEX, "position_ids": 0}
     out = {key: np.full((len(rows), width), fill[key], dtype=np.int64) for key in rows[0]}
-    mask = np.zeros((len(rows), width), dtype=np.int64)
+    lengths = np.array([len(row["input_ids"]) for row in rows])
     for i, row in enumerate(rows):
         for key, values in row.items():
             out[key][i, :len(values)] = values
-        mask[i, :len(row["input_ids"])] = 1
+    real = np.arange(width)[None, :] < lengths[:, None]
+    mask = (block_causal_mask(out["position_ids"], real) if "position_ids" in out
+            else real.astype(np.int64))
     return {**{k: torch.from_numpy(v) for k, v in out.items()},
             "attention_mask": torch.from_numpy(mask)}
+
+
+def block_causal_mask(position_ids: np.ndarray, real: np.ndarray) -> np.ndarray:
+    """``(batch, 1, width, width)`` booleans: token ``q`` may attend to token ``k`` when both
+    belong to the same example (an example starts where its position id is 0) and ``k <= q``.
+    A padding position attends to itself only (a query with no key would give NaN)."""
+    width = position_ids.shape[1]
+    example = np.cumsum(position_ids == 0, axis=1)
+    example = np.where(real, example, -1 - np.arange(width)[None, :])  # padding: one each
+    same = example[:, :, None] == example[:, None, :]
+    return (same & np.tril(np.ones((width, width), dtype=bool)))[:, None]
 
 
 def pad_batch(input_ids: Sequence[Sequence[int]], labels: Sequence[Sequence[int]],

@@ -79,12 +79,29 @@ def truncate(encoded: dict[str, list[list[int]]], max_length: int) -> int:
     return cut
 
 
+def has_target(labels: Sequence[int]) -> bool:
+    """Whether an example has a token to learn: a label after the first position (a causal LM
+    predicts token ``i`` from the tokens before it, so the first label is never a target)."""
+    return any(t != IGNORE_INDEX for t in labels[1:])
+
+
+def drop_untrainable(encoded: dict[str, list[list[int]]]) -> list[int]:
+    """Remove, in place, the examples with no target token left (a completion cut away by
+    truncation); return their indices."""
+    gone = [i for i, labels in enumerate(encoded["labels"]) if not has_target(labels)]
+    if gone:
+        dropped = set(gone)
+        for key in encoded:
+            encoded[key] = [row for i, row in enumerate(encoded[key]) if i not in dropped]
+    return gone
+
+
 def pack(encoded: dict[str, list[list[int]]], max_length: int) -> dict[str, list[list[int]]]:
     """Pack whole examples into rows of at most ``max_length`` tokens (best fit, longest
     first), each row's ``position_ids`` restarting at every example.
 
-    As with packing without flash-attention in TRL, an example may attend to the examples
-    before it in its row; positions and labels stay per example.
+    The position ids mark where each example starts: :func:`smolmix.train.data.collate` turns
+    them into a block-diagonal causal attention mask, so no example attends to another.
     """
     lengths = [len(row) for row in encoded["input_ids"]]
     rows: list[list[int]] = []
