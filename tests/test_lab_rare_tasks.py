@@ -105,6 +105,7 @@ def test_smoke_preset_writes_every_output(smoke_run):
         run = out / "cells" / cell["id"]  # a smolmix train run
         assert json.loads((run / "manifest.json").read_text())["smolmix"]["kind"] == "train"
         assert (run / "model" / "model.safetensors").is_file()
+        assert not (run / "checkpoints").exists()  # save_checkpoints: false, the final model only
         # its config still resolves from the finished (renamed) lab directory: the initial
         # model, the mixture built by smolmix mix and the held-out sets
         config = load_train_config(run / "train_config.yaml")

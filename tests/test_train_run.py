@@ -42,7 +42,7 @@ def test_train_writes_a_complete_run(tmp_path, tiny_checkpoint, lab_mixture, cap
     config = _config(tmp_path, tiny_checkpoint, lab_mixture)
     assert main(["train", str(config), "--out", str(tmp_path / "run"), "--quiet",
                  "--set", "steps=8", "--set", "eval.generate.max_new_tokens=8",
-                 "--set", "eval.generate.examples=8"]) == 0
+                 "--set", "eval.generate.examples=8", "--set", "logging_steps=2"]) == 0
     run = tmp_path / "run"
     assert not (tmp_path / "run.partial").exists()
     AutoModelForCausalLM.from_pretrained(run / "model")  # HF-native output
@@ -61,6 +61,12 @@ def test_train_writes_a_complete_run(tmp_path, tiny_checkpoint, lab_mixture, cap
     first = {r["task"]: r["loss"] for r in rows if r["step"] == 0}
     assert all(manifest["final"][t]["loss"] < first[t] for t in first)
     assert "exact match" in capsys.readouterr().out
+    # the training loss and learning rate every logging_steps (linear decay from the start)
+    log = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [2, 4, 6, 8]
+    assert all(r["loss"] > 0 for r in log)
+    rates = [r["learning_rate"] for r in log]
+    assert rates == sorted(rates, reverse=True) and rates[0] < 0.003
 
 
 def _greedy_right(model, tokenizer, records) -> list[bool]:
@@ -136,6 +142,9 @@ def test_resumed_run_ends_like_an_uninterrupted_one(tmp_path, tiny_checkpoint, l
     steps = [(r["step"], r["task"]) for r in _curves(tmp_path / "cut")]
     assert len(steps) == len(set(steps))  # no step evaluated twice after the resume
     assert sorted({s for s, _ in steps}) == [0, 4, 8, 12]
+    logged = [json.loads(line)["step"] for line in
+              (tmp_path / "cut" / "train_log.jsonl").read_text().splitlines()]
+    assert logged == [10]  # logging_steps 10: the resumed run logs step 10 once
 
 
 def test_lora_run_saves_adapter_and_merged_model(tmp_path, tiny_checkpoint, lab_mixture):
@@ -217,6 +226,8 @@ def test_bad_inputs_are_one_line_errors(tmp_path, tiny_checkpoint, lab_mixture, 
         (["--set", "lora.target_modules=[nope_proj]"], "nope_proj"),
         (["--set", "lernrate=1"], "lernrate"),
         (["--set", "steps=-1"], "steps"),
+        (["--set", "report_to=[tensorbored]"], "tensorbored"),
+        (["--set", "logging_steps=0"], "logging_steps"),
     ]
     for extra, message in cases:
         assert main(["train", str(config), *args, *extra]) == 2

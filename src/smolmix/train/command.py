@@ -3,6 +3,7 @@
 The run directory gets ``model/`` (the final weights, LoRA merged in; it loads with
 ``AutoModelForCausalLM.from_pretrained``), ``adapter/`` (LoRA runs), ``checkpoints/``
 (resumable Trainer checkpoints), ``curves.jsonl`` (per-task held-out metrics over training),
+``train_log.jsonl`` (training loss and learning rate every ``logging_steps``),
 ``train_config.yaml`` (the resolved config) and ``manifest.json``. The run is written into
 ``<out>.partial/``; an interrupted run keeps it there so ``--resume`` can continue it.
 """
@@ -19,11 +20,12 @@ from pathlib import Path
 
 from accelerate import PartialState
 from transformers import TrainerCallback
+from transformers.integrations import INTEGRATION_TO_CALLBACK
 from transformers.utils import logging as hf_logging
 
 from smolmix.core.errors import SmolmixError, lookup
 from smolmix.core.records import Record, by_task
-from smolmix.core.rundir import list_checkpoints, write_manifest
+from smolmix.core.rundir import CHECKPOINTS_DIR, list_checkpoints, write_manifest
 from smolmix.grading.extract import EXTRACTORS
 from smolmix.models.loading import check_model_path, check_vocabulary, load_model, load_tokenizer
 from smolmix.train.config import TrainConfig, save_train_config
@@ -99,6 +101,7 @@ def train(config: TrainConfig, out: Path, resume: bool | Path = False, quiet: bo
     resume_from = _resume_point(partial, resume, config)
     start = time.perf_counter()
 
+    check_report_to(config.report_to)
     check_model_path(config.model)
     tokenizer = load_tokenizer(config.tokenizer or config.model,
                                "tokenizer" if config.tokenizer else "model")
@@ -147,7 +150,8 @@ def train(config: TrainConfig, out: Path, resume: bool | Path = False, quiet: bo
         + (f", resuming from {resume_from.name}" if resume_from else ""))
     try:
         curves = fit(model, tokenizer.pad_token_id, dataset, evaluator, config, steps, partial,
-                     scorers=scorers, resume_from=resume_from, callbacks=[_Fingerprint(config)])
+                     scorers=scorers, resume_from=resume_from, callbacks=[_Fingerprint(config)],
+                     progress=not quiet and state.is_main_process)
     except KeyboardInterrupt:
         if state.is_main_process:
             print(f"interrupted: checkpoints kept in {partial}; continue with --resume",
@@ -165,11 +169,22 @@ def train(config: TrainConfig, out: Path, resume: bool | Path = False, quiet: bo
                "train_seconds": round(time.perf_counter() - start, 2)}
     if state.is_main_process:
         _save_final(model, tokenizer, partial, config.lora is not None)
+        empty = partial / CHECKPOINTS_DIR
+        if empty.is_dir() and not any(empty.iterdir()):
+            empty.rmdir()  # the Trainer makes its output folder even when it saves nothing
         write_manifest(partial, "train", {"out": str(out), "resume": str(resume)},
                        seed=config.seed, extra=summary)
         partial.rename(out)
     state.wait_for_everyone()
     return summary if state.is_main_process else None
+
+
+def check_report_to(report_to: str | list[str]) -> None:
+    """Every ``report_to`` name must be an integration transformers knows (or none/all)."""
+    for name in [report_to] if isinstance(report_to, str) else report_to:
+        if name not in ("none", "all") and name not in INTEGRATION_TO_CALLBACK:
+            raise SmolmixError(f"unknown report_to {name!r}; known: none, all, "
+                               f"{', '.join(INTEGRATION_TO_CALLBACK)}", "report_to")
 
 
 def _held_out_encoded(tokenizer, held: dict[str, list[Record]], max_length: int

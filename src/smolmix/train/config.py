@@ -84,13 +84,19 @@ class TrainConfig(_Model):
                                    "diagnose over checkpoints); false: final model only")
     save_every: int | None = Field(None, gt=0, description="checkpoint every N steps "
                                    "(default: at each evaluation)")
-    save_total_limit: int | None = Field(None, gt=0)
+    save_total_limit: int | None = Field(2, gt=0, description="keep the newest N checkpoints "
+                                         "(null: all)")
+    logging_steps: int = Field(10, gt=0, description="training loss and learning rate every "
+                               "N steps into train_log.jsonl")
+    report_to: list[str] | str = Field("none", description="transformers integrations, e.g. "
+                                       "tensorboard")
     eval: EvalSpec = EvalSpec()
 
     def fingerprint(self) -> str:
         """What makes two runs the same training (a resumed run must match its checkpoint)."""
         data = self.model_dump(mode="json")
-        for key in ("save_checkpoints", "save_every", "save_total_limit"):
+        for key in ("save_checkpoints", "save_every", "save_total_limit", "logging_steps",
+                    "report_to"):
             data.pop(key)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -4,6 +4,7 @@ encoded examples as a :class:`~smolmix.train.config.TrainConfig` says, with per-
 from __future__ import annotations
 
 import inspect
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,8 +27,10 @@ class _OrderedTrainer(Trainer):
                                  else self.train_dataset)
 
 
-def training_arguments(config: TrainConfig, steps: int, run_dir: Path) -> TrainingArguments:
-    """The Trainer's arguments for ``config`` (``steps`` optimizer steps)."""
+def training_arguments(config: TrainConfig, steps: int, run_dir: Path,
+                       progress: bool = False) -> TrainingArguments:
+    """The Trainer's arguments for ``config`` (``steps`` optimizer steps; ``progress``: the
+    Trainer's progress bar)."""
     saving = config.save_checkpoints
     every = config.save_every or config.eval.every
     return TrainingArguments(
@@ -46,9 +49,10 @@ def training_arguments(config: TrainConfig, steps: int, run_dir: Path) -> Traini
         save_steps=every,
         save_total_limit=config.save_total_limit,
         eval_strategy="no",
-        logging_strategy="no",
-        report_to="none",
-        disable_tqdm=True,
+        logging_strategy="steps",
+        logging_steps=config.logging_steps,
+        report_to=config.report_to,
+        disable_tqdm=not progress,
         use_cpu=not torch.cuda.is_available(),
         dataloader_num_workers=0,
         dataloader_drop_last=True,
@@ -60,14 +64,15 @@ def training_arguments(config: TrainConfig, steps: int, run_dir: Path) -> Traini
 def fit(model: PreTrainedModel, pad_id: int, dataset: TokenDataset,
         evaluator: TeacherForcedEvaluator, config: TrainConfig, steps: int, run_dir: Path,
         scorers: Sequence[Scorer] = (), resume_from: Path | None = None,
-        callbacks: Sequence[TrainerCallback] = ()) -> list[dict]:
+        callbacks: Sequence[TrainerCallback] = (), progress: bool = False) -> list[dict]:
     """Train ``model`` on an encoded ``dataset`` for ``steps`` steps; return the per-task
     curves (also written to ``run_dir/curves.jsonl``).
 
     ``order: shuffle`` shuffles with the config's seed, ``mixture`` keeps the dataset's order;
     the Trainer cycles the data when the run needs more examples than there are. With
     ``save_checkpoints`` resumable checkpoints go to ``run_dir/checkpoints``; ``resume_from``
-    (one of them) continues that run where it stopped.
+    (one of them) continues that run where it stopped. The training loss and learning rate
+    go to ``run_dir/train_log.jsonl`` every ``logging_steps``; ``progress`` shows a bar.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -76,15 +81,39 @@ def fit(model: PreTrainedModel, pad_id: int, dataset: TokenDataset,
         callback.resume(checkpoint_step(resume_from))
     trainer = (Trainer if config.order == "shuffle" else _OrderedTrainer)(
         model=model,
-        args=training_arguments(config, steps, run_dir),
+        args=training_arguments(config, steps, run_dir, progress),
         train_dataset=dataset,
         data_collator=lambda rows: collate(rows, pad_id),
-        callbacks=[callback, *callbacks],
+        callbacks=[callback, TrainLog(run_dir / TRAIN_LOG_FILE, resume_from), *callbacks],
     )
     trainer.remove_callback(PrinterCallback)
-    trainer.remove_callback(ProgressCallback)
+    if not progress:
+        trainer.remove_callback(ProgressCallback)
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from is not None else None)
     return callback.curves
+
+
+TRAIN_LOG_FILE = "train_log.jsonl"
+
+
+class TrainLog(TrainerCallback):
+    """Appends each of the Trainer's training logs (step, loss, learning rate, grad norm) to a
+    JSONL file; a resumed run first drops the rows after its checkpoint."""
+
+    def __init__(self, path: Path, resume_from: Path | None = None) -> None:
+        self.path = Path(path)
+        if resume_from is not None and self.path.exists():
+            step = checkpoint_step(resume_from)
+            kept = [line for line in self.path.read_text().splitlines()
+                    if line and json.loads(line)["step"] <= step]
+            self.path.write_text("".join(line + "\n" for line in kept))
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and logs and "loss" in logs:
+            row = {"step": state.global_step, **{k: v for k, v in logs.items()
+                                                 if isinstance(v, int | float)}}
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(row) + "\n")
 
 
 def _checkpointing_args() -> dict:
