@@ -7,6 +7,7 @@ import shutil
 
 import pytest
 import yaml
+from helpers import one_line_error as _error
 
 from smolmix.cli import main
 
@@ -20,12 +21,6 @@ def train_run(tmp_path_factory, tiny_checkpoint, lab_mixture):
         "eval": {"holdout_per_task": 20, "every": 4}}))
     assert main(["train", str(root / "train.yaml"), "--out", str(root / "run"), "--quiet"]) == 0
     return root / "run"
-
-
-def _error(capsys) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: "), err
-    return err[0]
 
 
 def test_diagnose_a_train_run(tmp_path, train_run, capsys):

@@ -9,16 +9,11 @@ import sys
 import time
 
 import pytest
+from helpers import one_line_error as _error
 
 from smolmix.cli import main
 from smolmix.evaluate.metrics import bootstrap_difference, bootstrap_mean, bucket_of
 from smolmix.lab.tasks import TASKS
-
-
-def _error(capsys) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: "), err
-    return err[0]
 
 
 def test_eval_writes_samples_scores_and_buckets(tmp_path, tiny_checkpoint, lab_mixture):

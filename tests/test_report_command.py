@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from helpers import one_line_error as _error
 
 from smolmix.cli import main
 from smolmix.core.figures import new_figure
@@ -46,12 +47,6 @@ def table(page: Page, column: str, caption: str = "") -> dict[str, str]:
 
 def images(page: Page) -> list[str]:
     return [b.src for s in page.sections for b in s.blocks if isinstance(b, Image)]
-
-
-def _error(capsys) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: "), err
-    return err[0]
 
 
 # ---------------------------------------------------------------- each kind

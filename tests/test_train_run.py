@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from helpers import one_line_error as _error
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -207,12 +208,6 @@ def test_chat_template_masks_everything_but_the_reply(tokenizer):
             encode_conversations(tokenizer, [convo[:1]])
     finally:
         tokenizer.chat_template = None
-
-
-def _error(capsys) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: ")
-    return err[0]
 
 
 def test_bad_inputs_are_one_line_errors(tmp_path, tiny_checkpoint, lab_mixture, capsys):
