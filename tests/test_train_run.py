@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -210,6 +211,60 @@ def test_chat_template_masks_everything_but_the_reply(tokenizer):
         tokenizer.chat_template = None
 
 
+TURNS_TEMPLATE = ("{% for m in messages %}{% if m['role'] == 'assistant' %}= {{ m['content'] }} "
+                  "{% else %}{{ m['content'] }} {% endif %}{% endfor %}"
+                  "{% if add_generation_prompt %}= {% endif %}")
+
+
+def test_loss_on_every_assistant_turn_token_by_token(tokenizer):
+    # "copy 1 2 = 1 2 sort 3 1 = 1 3": the template renders each reply after "="; the labels
+    # are exactly the two replies' tokens (and EOS), every other position masked.
+    tokenizer.chat_template = TURNS_TEMPLATE
+    try:
+        convo = [{"role": "user", "content": "copy 1 2"}, {"role": "assistant", "content": "1 2"},
+                 {"role": "user", "content": "sort 3 1"}, {"role": "assistant", "content": "1 3"}]
+        ids = tokenizer("copy 1 2 = 1 2 sort 3 1 = 1 3", add_special_tokens=False)["input_ids"]
+        eos, no = tokenizer.eos_token_id, IGNORE_INDEX
+        every = encode_conversations(tokenizer, [convo])
+        assert every["input_ids"][0] == [*ids, eos]
+        assert every["labels"][0] == [no] * 4 + ids[4:6] + [no] * 4 + ids[10:12] + [eos]
+        last = encode_conversations(tokenizer, [convo], turns="last")
+        assert last["labels"][0] == [no] * 10 + ids[10:12] + [eos]
+    finally:
+        tokenizer.chat_template = None
+
+
+def test_chat_sources_build_and_train(tmp_path, tiny_checkpoint):
+    # examples/two_stage.yaml has a chat source (messages + completion), and a TRL-style
+    # messages file (multi-turn, no completion) builds too; both train through the template.
+    chat = tmp_path / "model"
+    shutil.copytree(tiny_checkpoint, chat)
+    tokenizer = AutoTokenizer.from_pretrained(chat)
+    tokenizer.chat_template = TURNS_TEMPLATE
+    tokenizer.save_pretrained(chat)
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    shutil.copytree(examples, tmp_path / "examples")
+    build_mixture(tmp_path / "examples" / "two_stage.yaml", tmp_path / "two", quiet=True)
+    convo = [{"role": "user", "content": "copy 1 2"}, {"role": "assistant", "content": "1 2"},
+             {"role": "user", "content": "sort 3 1"}, {"role": "assistant", "content": "1 3"}]
+    (tmp_path / "trl.jsonl").write_text("".join(
+        json.dumps({"task": "dialog", "messages": convo[:2 + 2 * (i % 2)]}) + "\n"
+        for i in range(40)))
+    (tmp_path / "trl.yaml").write_text("seed: 0\nbudget: {examples: 40}\nmax_repeats: 40\n"
+                                       "sources: [{name: trl, path: trl.jsonl}]\n"
+                                       "hygiene: {dedup: none}\n")
+    build_mixture(tmp_path / "trl.yaml", tmp_path / "trl", quiet=True)
+    records = load_mixture(tmp_path / "trl")
+    assert all(r.completion is None and r.messages[-1]["role"] == "assistant" for r in records)
+    for name in ("two", "trl"):
+        config = _config(tmp_path, chat, tmp_path / name, steps=2,
+                         eval={"holdout_per_task": 1, "every": 2})
+        assert main(["train", str(config), "--out", str(tmp_path / f"run-{name}"),
+                     "--quiet"]) == 0
+        tasks = {r["task"] for r in _curves(tmp_path / f"run-{name}")}
+        assert ("chat" if name == "two" else "dialog") in tasks
+
+
 def test_bad_inputs_are_one_line_errors(tmp_path, tiny_checkpoint, lab_mixture, capsys):
     out = tmp_path / "run"
     args = ["--out", str(out), "--quiet"]
@@ -255,6 +310,14 @@ def test_resume_from_another_config_is_refused(tmp_path, tiny_checkpoint, lab_mi
     assert "nothing to resume" in _error(capsys)
 
 
+def _free_port() -> int:
+    """A loopback port nothing listens on now (accelerate's default 29500 may still be held by
+    an earlier launch)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def test_two_cpu_processes_through_accelerate_launch(tmp_path, tiny_checkpoint, lab_mixture):
     config = _config(tmp_path, tiny_checkpoint, lab_mixture, steps=4)
     smolmix = shutil.which("smolmix") or str(Path(sys.executable).parent / "smolmix")
@@ -262,9 +325,12 @@ def test_two_cpu_processes_through_accelerate_launch(tmp_path, tiny_checkpoint, 
     done = subprocess.run(
         [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
          "2", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+         "--main_process_port", str(_free_port()),
          smolmix, "train", str(config), "--out", str(tmp_path / "run"), "--quiet"],
         env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
+    # the launcher's own traceback comes last; the failing rank's error is the useful part
+    assert done.returncode == 0, "\n".join(
+        line for line in done.stderr.splitlines() if "Error" in line or "error:" in line)[-3000:]
     run = tmp_path / "run"
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["processes"] == 2 and manifest["steps"] == 4

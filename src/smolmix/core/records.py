@@ -1,9 +1,10 @@
 """The one example schema: :class:`Record`, its Arrow table form (:data:`SCHEMA`, the columns
 of a mixture folder) and its JSONL form, with the conversions between them.
 
-A record is a prompt and the completion a model should produce for it, or a conversation
-(``messages``, the last one the assistant's reply to learn). ``answer`` is what a grader
-compares against; ``tags`` carry labels such as ``{"cot": "long"}``.
+A record is a prompt and the completion a model should produce for it, or a conversation:
+``messages`` with a ``completion`` (the reply to learn), or ``messages`` alone (TRL's format,
+the assistant's turns are what to learn). ``answer`` is what a grader compares against;
+``tags`` carry labels such as ``{"cot": "long"}``.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ FIELDS = ("task", "prompt", "messages", "completion", "answer", "tags")
 
 @dataclass(frozen=True)
 class Record:
-    """One example: ``prompt`` + ``completion``, or ``messages`` (a conversation)."""
+    """One example: ``prompt`` + ``completion``, or ``messages`` (+ ``completion``)."""
 
     task: str
     prompt: str | None
@@ -43,9 +44,17 @@ class Record:
     messages: list[dict] | None = None
 
     @property
+    def conversation(self) -> list[dict] | None:
+        """The whole chat: the messages, with the completion (when there is one) as the
+        assistant's reply at the end."""
+        if self.messages is None or self.completion is None:
+            return self.messages
+        return [*self.messages, {"role": "assistant", "content": self.completion}]
+
+    @property
     def reply(self) -> str:
         """What the model should produce: the completion, or the last message's content."""
-        return self.messages[-1]["content"] if self.messages else self.completion
+        return self.completion if self.completion is not None else self.messages[-1]["content"]
 
     @property
     def reference(self) -> str:
@@ -56,7 +65,8 @@ class Record:
         """The text a model continues: the prompt, or the chat template applied to every
         message but the last with the generation prompt."""
         if self.messages:
-            return tokenizer.apply_chat_template(self.messages[:-1], tokenize=False,
+            context = self.messages if self.completion is not None else self.messages[:-1]
+            return tokenizer.apply_chat_template(context, tokenize=False,
                                                  add_generation_prompt=True)
         return self.prompt
 

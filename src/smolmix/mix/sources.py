@@ -360,8 +360,8 @@ def _plan(spec: SourceSpec, names: list[str], eval_set: bool, where: str) -> _Pl
     else:
         raise SmolmixError(f"source {spec.name!r}: no column 'prompt' or 'messages' (map one "
                            f"in fields; columns: {', '.join(names) or 'none'})", where)
-    if fields.completion is None and eval_set and "completion" not in present:
-        completion = None
+    if fields.completion is None and (eval_set or chat) and "completion" not in present:
+        completion = None  # a chat without a completion: TRL's messages, replies inside
     else:
         completion = column(fields.completion or "completion", "completion")
     if fields.answer is not None:

@@ -113,7 +113,7 @@ def train(config: TrainConfig, out: Path, resume: bool | Path = False, quiet: bo
     if config.eval.generate is not None:
         lookup(EXTRACTORS, config.eval.generate.answer_format, "answer format",
                "eval.generate.answer_format")
-    encoded = encode_records(tokenizer, records)
+    encoded = encode_records(tokenizer, records, config.assistant_turns)
     cut = truncate(encoded, config.max_length)
     dropped = len(drop_untrainable(encoded))
     if not encoded["input_ids"]:
@@ -127,7 +127,8 @@ def train(config: TrainConfig, out: Path, resume: bool | Path = False, quiet: bo
     steps = config.steps or max(1, math.floor(config.epochs * len(dataset) / per_step))
     if config.lora is not None:
         model = apply_lora(model, config.lora)
-    held, held_encoded, held_dropped = _held_out_encoded(tokenizer, held, config.max_length)
+    held, held_encoded, held_dropped = _held_out_encoded(tokenizer, held, config.max_length,
+                                                         config.assistant_turns)
     evaluator = TeacherForcedEvaluator(tokenizer.pad_token_id, held_encoded,
                                        config.eval.batch_size)
     scorers = list(scorers)
@@ -187,14 +188,14 @@ def check_report_to(report_to: str | list[str]) -> None:
                                f"{', '.join(INTEGRATION_TO_CALLBACK)}", "report_to")
 
 
-def _held_out_encoded(tokenizer, held: dict[str, list[Record]], max_length: int
+def _held_out_encoded(tokenizer, held: dict[str, list[Record]], max_length: int, turns: str
                       ) -> tuple[dict[str, list[Record]], dict[str, dict], dict[str, int]]:
     """Each task's held-out examples encoded and cut to ``max_length``; examples left with no
     target token are dropped (never scored) and counted per task, and so is a task left empty.
     Returns the kept records, their encodings and the counts."""
     kept, encoded, dropped = {}, {}, {}
     for task, rows in held.items():
-        enc = encode_records(tokenizer, rows)
+        enc = encode_records(tokenizer, rows, turns)
         truncate(enc, max_length)
         gone = set(drop_untrainable(enc))
         if gone:

@@ -63,6 +63,8 @@ class TrainConfig(_Model):
     tokenizer: str | None = Field(None, description="default: the model's")
     mixture: str = Field(description="a folder written by smolmix mix")
     lora: LoraSpec | None = None
+    assistant_turns: Literal["all", "last"] = Field(
+        "all", description="conversations: the loss on every assistant turn, or the last")
     packing: bool = False
     max_length: int = Field(1024, gt=0)
     steps: int | None = Field(None, gt=0, description="default: epochs over the mixture")

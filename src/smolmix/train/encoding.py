@@ -35,27 +35,38 @@ def encode_prompt_completion(
 
 
 def encode_conversations(tokenizer: PreTrainedTokenizerBase,
-                         conversations: Sequence[Sequence[dict]]) -> dict[str, list[list[int]]]:
-    """Chat-template encoding: loss on the last assistant message only.
+                         conversations: Sequence[Sequence[dict]],
+                         turns: str = "all") -> dict[str, list[list[int]]]:
+    """Chat-template encoding with the loss on the assistant's turns: every one of them
+    (``turns="all"``, TRL's assistant-only loss) or the last one only (``"last"``).
 
-    The prompt is the template applied to every message before the last one with the
-    generation prompt added; the target is what the full conversation adds after it.
+    Each turn's target is what the template adds for it: the tokens between the conversation
+    before it (with the generation prompt) and the conversation up to it. The conversation must
+    end with an assistant message; an EOS token ends the last target if the template does not.
     """
+    if turns not in ("all", "last"):
+        raise SmolmixError(f"assistant_turns must be 'all' or 'last', got {turns!r}",
+                           "assistant_turns")
     input_ids, labels = [], []
     for i, messages in enumerate(conversations):
+        where = f"messages of example {i}"
         if not messages or messages[-1].get("role") != "assistant":
-            raise SmolmixError("a conversation must end with an assistant message",
-                               f"messages of example {i}")
-        prompt = _template_ids(tokenizer, messages[:-1], add_generation_prompt=True)
+            raise SmolmixError("a conversation must end with an assistant message", where)
         full = _template_ids(tokenizer, messages, add_generation_prompt=False)
-        if full[:len(prompt)] != prompt:
-            raise SmolmixError("the chat template does not extend the prompt with the reply; "
-                               "cannot mask the prompt", f"messages of example {i}")
-        target = full[len(prompt):]
-        if not target or target[-1] != tokenizer.eos_token_id:
-            target = [*target, tokenizer.eos_token_id]
-        input_ids.append([*prompt, *target])
-        labels.append([IGNORE_INDEX] * len(prompt) + target)
+        label = [IGNORE_INDEX] * len(full)
+        replies = [k for k, m in enumerate(messages) if m.get("role") == "assistant"]
+        for k in replies if turns == "all" else replies[-1:]:
+            before = _template_ids(tokenizer, messages[:k], add_generation_prompt=True)
+            upto = full if k == len(messages) - 1 else _template_ids(
+                tokenizer, messages[:k + 1], add_generation_prompt=False)
+            if full[:len(before)] != before or full[:len(upto)] != upto:
+                raise SmolmixError("the chat template does not extend a conversation with its "
+                                   "next message; cannot mask the prompt", where)
+            label[len(before):len(upto)] = upto[len(before):]
+        if full[-1] != tokenizer.eos_token_id:
+            full, label = [*full, tokenizer.eos_token_id], [*label, tokenizer.eos_token_id]
+        input_ids.append(full)
+        labels.append(label)
     return {"input_ids": input_ids, "labels": labels}
 
 
@@ -124,10 +135,11 @@ def pack(encoded: dict[str, list[list[int]]], max_length: int) -> dict[str, list
     return out
 
 
-def encode_records(tokenizer: PreTrainedTokenizerBase, records: Sequence[Record]
-                   ) -> dict[str, list[list[int]]]:
-    """Prompt/completion records as text, conversation records through the chat template,
-    in the order given."""
+def encode_records(tokenizer: PreTrainedTokenizerBase, records: Sequence[Record],
+                   turns: str = "all") -> dict[str, list[list[int]]]:
+    """Prompt/completion records as text; conversations through the chat template, the loss
+    on the assistant's ``turns`` (a conversation with a separate completion is its prompt,
+    the completion the reply to learn). Encodings come back in the order given."""
     chats = [i for i, r in enumerate(records) if r.messages]
     plain = [i for i, r in enumerate(records) if not r.messages]
     if chats and not getattr(tokenizer, "chat_template", None):
@@ -140,8 +152,8 @@ def encode_records(tokenizer: PreTrainedTokenizerBase, records: Sequence[Record]
             tokenizer, [records[i].prompt for i in plain],
             [records[i].completion for i in plain])))
     if chats:
-        parts.append((chats, encode_conversations(tokenizer,
-                                                  [records[i].messages for i in chats])))
+        parts.append((chats, encode_conversations(
+            tokenizer, [records[i].conversation for i in chats], turns)))
     for indices, enc in parts:
         for j, i in enumerate(indices):
             out["input_ids"][i] = enc["input_ids"][j]
