@@ -288,3 +288,35 @@ def test_hub_failure_offline_names_the_source(tmp_path, monkeypatch):
     spec = SourceSpec(name="remote", hub="smolmix-test/does-not-exist")
     err = _error(spec, tmp_path)
     assert "source 'remote'" in err.what and "smolmix-test/does-not-exist" in err.what
+
+
+SHAREGPT = [{"conversations": [{"from": "system", "value": "Be brief."},
+                               {"from": "human", "value": f"Name colour {i}."},
+                               {"from": "gpt", "value": "Red."}], "id": i} for i in range(3)]
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+def test_sharegpt_conversations_become_messages(tmp_path, suffix):
+    path = tmp_path / f"chat{suffix}"
+    if suffix == ".jsonl":
+        _jsonl(path, SHAREGPT)
+    else:
+        pq.write_table(pa.Table.from_pylist(SHAREGPT), path)
+    table = load_source(_spec(path.name, format="sharegpt", task="chat"), tmp_path)
+    assert table["messages"].to_pylist()[1] == [
+        {"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name colour 1."},
+        {"role": "assistant", "content": "Red."}]
+    assert table["completion"].to_pylist() == [None] * 3  # the replies are in the messages
+    bad = _jsonl(tmp_path / "bad.jsonl", [{"conversations": [{"from": "robot", "value": "x"}]}])
+    assert "robot" in str(_error(_spec(bad.name, format="sharegpt", task="chat"), tmp_path))
+
+
+def test_alpaca_instruction_and_input_become_the_prompt(tmp_path):
+    rows = [{"instruction": "Add the numbers.", "input": "2 and 3", "output": "5"},
+            {"instruction": "Say hi.", "input": "", "output": "hi"},
+            {"instruction": "Count to two.", "output": "1 2"}]
+    _jsonl(tmp_path / "alpaca.jsonl", rows)
+    table = load_source(_spec("alpaca.jsonl", format="alpaca", task="instruct"), tmp_path)
+    assert table["prompt"].to_pylist() == ["Add the numbers.\n\n2 and 3", "Say hi.",
+                                           "Count to two."]
+    assert table["completion"].to_pylist() == ["5", "hi", "1 2"]

@@ -325,6 +325,9 @@ class SourceSpec(_Model):
     config: Name | None = None
     split: Name = "train"
     fields: FieldMap = FieldMap()
+    format: Literal["auto", "sharegpt", "alpaca"] = Field(
+        "auto", description="sharegpt: conversations of {from, value}; alpaca: instruction "
+        "(+ input) as the prompt, output as the completion")
     task: Name | None = None
     tags: dict[str, Text] = {}
     tag_fields: dict[str, Name] = {}

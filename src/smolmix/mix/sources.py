@@ -4,7 +4,9 @@ The canonical table has one row per example and these columns, in this order:
 ``source, task, prompt, messages, completion, answer, tags``. Exactly one of ``prompt`` and
 ``messages`` is set in a row; ``answer`` may be null; ``tags`` is a JSON object with sorted keys
 (``json.dumps(tags, sort_keys=True, ensure_ascii=False)``). Reading and mapping use pyarrow
-throughout, so a file of a few hundred thousand examples loads in about a second.
+throughout, so a file of a few hundred thousand examples loads in about a second. A source's
+``format`` maps ShareGPT (``conversations`` of ``{from, value}``) and alpaca
+(``instruction`` + ``input``, ``output``) records onto these columns.
 """
 
 from __future__ import annotations
@@ -60,9 +62,12 @@ class _Plan:
     task: str | None
     task_value: str | None
     tag_fields: dict[str, str] = field(default_factory=dict)
+    format: str = "auto"
+    extra: str | None = None  # alpaca: the input column joined to the instruction
 
     def columns(self) -> list[str]:
-        named = [self.task, self.text, self.completion, self.answer, *self.tag_fields.values()]
+        named = [self.task, self.text, self.extra, self.completion, self.answer,
+                 *self.tag_fields.values()]
         return list(dict.fromkeys(c for c in named if c is not None))
 
 
@@ -255,7 +260,8 @@ def _records_table(records: list[dict], spec: SourceSpec, eval_set: bool,
     columns = {}
     for name in plan.columns():
         if plan.chat and name == plan.text:
-            values = [_py_messages(rec.get(name), spec, name, origin, i)
+            values = [_py_messages(rec.get(name), spec, name, origin, i,
+                                   sharegpt=plan.format == "sharegpt")
                       for i, rec in enumerate(records)]
             columns[name] = pa.array(values, MESSAGES)
         else:
@@ -277,20 +283,32 @@ def _py_text(value: Any, spec: SourceSpec, name: str, origin: _Origin, row: int)
                        f"{type(value).__name__}", origin.row(row))
 
 
+SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant",
+                  "assistant": "assistant", "system": "system"}
+
+
 def _py_messages(value: Any, spec: SourceSpec, name: str, origin: _Origin,
-                 row: int) -> list[dict] | None:
+                 row: int, sharegpt: bool = False) -> list[dict] | None:
+    """Messages as ``{role, content}`` dicts; ShareGPT's ``{from, value}`` turns mapped
+    (human → user, gpt → assistant, system)."""
     if value is None:
         return None
+    keys = ("from", "value") if sharegpt else ("role", "content")
     bad = SmolmixError(f"source {spec.name!r}: {name!r} must be a list of "
-                       "{role, content} messages", origin.row(row))
+                       f"{{{keys[0]}, {keys[1]}}} messages", origin.row(row))
     if not isinstance(value, list):
         raise bad
     out = []
     for msg in value:
         if not isinstance(msg, dict):
             raise bad
-        out.append({k: _py_text(msg.get(k), spec, f"{name}.{k}", origin, row)
-                    for k in ("role", "content")})
+        role, content = (_py_text(msg.get(k), spec, f"{name}.{k}", origin, row) for k in keys)
+        if sharegpt:
+            if role not in SHAREGPT_ROLES:
+                raise SmolmixError(f"source {spec.name!r}: unknown ShareGPT speaker {role!r} "
+                                   f"(known: {', '.join(SHAREGPT_ROLES)})", origin.row(row))
+            role = SHAREGPT_ROLES[role]
+        out.append({"role": role, "content": content})
     return out
 
 
@@ -349,7 +367,13 @@ def _plan(spec: SourceSpec, names: list[str], eval_set: bool, where: str) -> _Pl
                                f"columns: {', '.join(names) or 'none'})", where)
         return name
 
-    if fields.messages is not None:
+    extra, default_completion = None, "completion"
+    if spec.format == "sharegpt":
+        text, chat = column(fields.messages or "conversations", "ShareGPT conversations"), True
+    elif spec.format == "alpaca":
+        text, chat = column(fields.prompt or "instruction", "alpaca instruction"), False
+        extra, default_completion = ("input" if "input" in present else None), "output"
+    elif fields.messages is not None:
         text, chat = column(fields.messages, "messages"), True
     elif fields.prompt is not None:
         text, chat = column(fields.prompt, "prompt"), False
@@ -360,10 +384,10 @@ def _plan(spec: SourceSpec, names: list[str], eval_set: bool, where: str) -> _Pl
     else:
         raise SmolmixError(f"source {spec.name!r}: no column 'prompt' or 'messages' (map one "
                            f"in fields; columns: {', '.join(names) or 'none'})", where)
-    if fields.completion is None and (eval_set or chat) and "completion" not in present:
+    if fields.completion is None and (eval_set or chat) and default_completion not in present:
         completion = None  # a chat without a completion: TRL's messages, replies inside
     else:
-        completion = column(fields.completion or "completion", "completion")
+        completion = column(fields.completion or default_completion, "completion")
     if fields.answer is not None:
         answer = column(fields.answer, "answer")
     else:
@@ -381,7 +405,8 @@ def _plan(spec: SourceSpec, names: list[str], eval_set: bool, where: str) -> _Pl
         raise SmolmixError(f"source {spec.name!r}: no task (set task: or fields.task, or add "
                            "a 'task' column)", where)
     tag_fields = {tag: column(col, f"tag {tag!r}") for tag, col in spec.tag_fields.items()}
-    return _Plan(text, chat, completion, answer, task, task_value, tag_fields)
+    return _Plan(text, chat, completion, answer, task, task_value, tag_fields, spec.format,
+                 extra)
 
 
 def _canonical(table: pa.Table, spec: SourceSpec, plan: _Plan, origin: _Origin) -> pa.Table:
@@ -398,9 +423,18 @@ def _canonical(table: pa.Table, spec: SourceSpec, plan: _Plan, origin: _Origin) 
         task = _constant(plan.task_value, n)
     if plan.chat:
         prompt = text(None, "prompt")
-        messages = _messages(table[plan.text], plan.text, spec, origin)
+        values = table[plan.text]
+        if plan.format == "sharegpt" and values.type != MESSAGES:
+            values = pa.chunked_array([pa.array(
+                [_py_messages(v, spec, plan.text, origin, i, sharegpt=True)
+                 for i, v in enumerate(values.to_pylist())], MESSAGES)], MESSAGES)
+        messages = _messages(values, plan.text, spec, origin)
     else:
         prompt = text(plan.text, "prompt")
+        if plan.extra is not None:  # alpaca: "instruction\n\ninput", the input when there is one
+            extra = text(plan.extra, "input", nullable=True)
+            extra = pc.if_else(pc.equal(extra, ""), pa.scalar(None, pa.string()), extra)
+            prompt = pc.binary_join_element_wise(prompt, extra, "\n\n", null_handling="skip")
         messages = pa.chunked_array([pa.nulls(n, MESSAGES)])
     columns = [_constant(spec.name, n), task, prompt, messages,
                text(plan.completion, "completion"), text(plan.answer, "answer", nullable=True),
