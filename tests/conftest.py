@@ -60,25 +60,19 @@ def partly_trained_copy(tmp_path_factory, tokenizer):
     Returns the saved checkpoint and the held-out records."""
     import random
 
+    from helpers import fit_in_memory
+
     from smolmix.lab.tasks import TASKS, make_eval_set
     from smolmix.models.ladder import build_model, get_size, save_checkpoint
-    from smolmix.train.config import EvalSpec, TrainConfig
-    from smolmix.train.curves import TeacherForcedEvaluator
-    from smolmix.train.data import TokenDataset
-    from smolmix.train.encoding import encode_records
-    from smolmix.train.trainer import fit
 
     task = TASKS["copy"]
     held_out = make_eval_set(task, 40, seed=0, n=3)
     rng = random.Random(1)
     records = [task.make(rng, 3) for _ in range(120 * 16)]
     model = build_model(get_size("xs"), tokenizer, seed=0)
-    config = TrainConfig(model="in-memory", mixture="in-memory", steps=120, batch_size=16,
-                         learning_rate=1e-2, warmup_steps=5, order="shuffle",
-                         save_checkpoints=False, eval=EvalSpec(every=120))
     root = tmp_path_factory.mktemp("copy3")
-    fit(model, tokenizer.pad_token_id, TokenDataset(encode_records(tokenizer, records)),
-        TeacherForcedEvaluator(tokenizer.pad_token_id, {}), config, 120, root / "run")
+    fit_in_memory(model, tokenizer, records, {}, root / "run", steps=120, every=120,
+                  batch_size=16, learning_rate=1e-2, warmup_steps=5)
     save_checkpoint(model, tokenizer, root / "model")
     return root / "model", held_out
 

@@ -2,26 +2,15 @@ import random
 
 import pytest
 import torch
+from helpers import fit_in_memory
 from transformers import AutoModelForCausalLM
 
 from smolmix.core.records import Record
 from smolmix.lab.tasks import TASKS, make_eval_set
 from smolmix.models.ladder import build_model, get_size
-from smolmix.train.config import EvalSpec, TrainConfig
 from smolmix.train.curves import TeacherForcedEvaluator
-from smolmix.train.data import TokenDataset, pad_batch
-from smolmix.train.encoding import IGNORE_INDEX, encode_prompt_completion, encode_records
-from smolmix.train.trainer import fit
-
-
-def _train(model, tokenizer, records, held_out, run_dir, steps, every, **settings):
-    """The Trainer loop of smolmix train on in-memory records, shuffled with seed 0."""
-    config = TrainConfig(model="in-memory", mixture="in-memory", steps=steps, order="shuffle",
-                         save_checkpoints=False, eval=EvalSpec(every=every, batch_size=512),
-                         **settings)
-    evaluator = TeacherForcedEvaluator.from_records(tokenizer, held_out, 512)
-    dataset = TokenDataset(encode_records(tokenizer, records))
-    return fit(model, tokenizer.pad_token_id, dataset, evaluator, config, steps, run_dir)
+from smolmix.train.data import pad_batch
+from smolmix.train.encoding import IGNORE_INDEX, encode_prompt_completion
 
 
 def test_labels_mask_the_prompt_and_end_with_eos(tokenizer):
@@ -88,8 +77,8 @@ def test_training_writes_per_task_curves(tokenizer, tmp_path):
     rng = random.Random(0)
     recs = [TASKS[t].make(rng) for t in ("copy", "sort") * 40]
     model = build_model(get_size("xxs"), tokenizer, seed=0)
-    curves = _train(model, tokenizer, recs, held_out, tmp_path, steps=10, every=4, batch_size=8,
-                    warmup_steps=1, learning_rate=3e-3)
+    curves = fit_in_memory(model, tokenizer, recs, held_out, tmp_path, steps=10, every=4,
+                           batch_size=8, warmup_steps=1, learning_rate=3e-3)
     steps = sorted({r["step"] for r in curves})
     assert steps == [0, 4, 8, 10]
     assert {r["task"] for r in curves} == {"copy", "sort"}

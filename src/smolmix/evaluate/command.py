@@ -28,6 +28,8 @@ from smolmix.models.loading import check_model_path, load_checkpoint
 
 DEFAULT_DEPTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
 SAMPLES_FILE = "samples.jsonl"
+NEEDLE_FILE = "needle.json"
+NEEDLE_PLOT = "needle.png"
 SCORES_FILE = "scores.json"
 
 
@@ -140,8 +142,8 @@ def run_needle(model_path: str, out: Path, lengths: Sequence[int] | None,
     depths = list(depths if depths is not None else DEFAULT_DEPTHS)
     result = needle_probe(model, tokenizer, lengths, depths, trials, seed, batch_size=batch_size)
     with atomic_output(out, replace=False) as work:
-        (work / "needle.json").write_text(json.dumps(result.to_dict(), indent=1) + "\n")
-        write_heatmap(result, work / "needle.png")
+        (work / NEEDLE_FILE).write_text(json.dumps(result.to_dict(), indent=1) + "\n")
+        write_heatmap(result, work / NEEDLE_PLOT)
         write_manifest(work, "eval", {"model": model_path, "probe": "needle",
                                       "lengths": lengths, "depths": depths, "trials": trials},
                        seed=seed, extra={"model": model_path, "tags": dict(tags or {}),

@@ -19,6 +19,8 @@ from smolmix.core.figures import new_figure, save_png
 from smolmix.core.rundir import atomic_output, read_manifest, write_manifest
 from smolmix.evaluate.metrics import bootstrap_difference
 
+GAPS_FILE = "gaps.json"
+GAPS_PLOT = "gaps.png"
 GAPS = (("long_cot", "cot", "long", "short"), ("large_teacher", "teacher", "large", "small"))
 
 
@@ -113,7 +115,7 @@ def run_gap(paths: Sequence[Path], out: Path | None = None, seed: int = 0) -> li
     rows = gaps([read_run(Path(p)) for p in paths], seed)
     if out is not None:
         with atomic_output(Path(out)) as work:
-            (work / "gaps.json").write_text(json.dumps(rows, indent=2) + "\n")
-            write_gap_plot(rows, work / "gaps.png")
+            (work / GAPS_FILE).write_text(json.dumps(rows, indent=2) + "\n")
+            write_gap_plot(rows, work / GAPS_PLOT)
             write_manifest(work, "gap", {"runs": [str(p) for p in paths]}, seed=seed)
     return rows

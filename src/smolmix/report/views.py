@@ -12,17 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from smolmix.core.errors import SmolmixError
+from smolmix.core.records import json_objects
 from smolmix.core.rundir import Manifest, read_manifest
 from smolmix.diagnose.command import CONTROLS_FILE, DIAGNOSIS_FILE
-from smolmix.evaluate.command import SAMPLES_FILE, SCORES_FILE
+from smolmix.evaluate.command import NEEDLE_FILE, NEEDLE_PLOT, SAMPLES_FILE, SCORES_FILE
+from smolmix.evaluate.gap import GAPS_FILE, GAPS_PLOT
 from smolmix.mix.shares import mixture_shares
 from smolmix.train.config import CONFIG_FILE, TrainConfig, load_train_config
 from smolmix.train.curves import CURVES_FILE, final_scores, read_curves
-
-NEEDLE_FILE = "needle.json"
-NEEDLE_PLOT = "needle.png"
-GAPS_FILE = "gaps.json"
-GAPS_PLOT = "gaps.png"
 
 
 @dataclass(frozen=True)
@@ -158,8 +155,8 @@ class EvalView:
         if m.get("probe") == "needle":
             return cls(run, model, tags, needle=run.json(NEEDLE_FILE))
         samples_path = run.folder / SAMPLES_FILE
-        samples = [json.loads(line) for line in samples_path.read_text(encoding="utf-8")
-                   .splitlines() if line.strip()] if samples_path.is_file() else []
+        samples = [row for _, row in json_objects(samples_path)] \
+            if samples_path.is_file() else []
         return cls(run, model, tags, run.json(SCORES_FILE), samples)
 
 
