@@ -71,9 +71,10 @@ def hand_loop(model, batches: list[dict], lr: float, warmup: int) -> float:
 def smolmix_loop(model, tokenizer, batches: list[dict], lr: float, warmup: int,
                  batch_size: int) -> float:
     """Seconds of :func:`smolmix.train.trainer.fit` on the same batches."""
+    from datasets import Dataset
+
     from smolmix.train.config import EvalSpec, TrainConfig
     from smolmix.train.curves import TeacherForcedEvaluator
-    from smolmix.train.data import TokenDataset
     from smolmix.train.trainer import fit
 
     rows = {"input_ids": [], "labels": []}
@@ -83,14 +84,14 @@ def smolmix_loop(model, tokenizer, batches: list[dict], lr: float, warmup: int,
             n = int(mask.sum())
             rows["input_ids"].append(ids[:n].tolist())
             rows["labels"].append(labels[:n].tolist())
-    dataset = TokenDataset(rows)
+    dataset = Dataset.from_dict(rows)
     evaluator = TeacherForcedEvaluator(tokenizer.pad_token_id, {})
     config = TrainConfig(model="in-memory", mixture="in-memory", steps=len(batches),
                          batch_size=batch_size, learning_rate=lr, warmup_steps=warmup,
                          order="mixture", save_checkpoints=False, eval=EvalSpec(every=10**9))
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        fit(model, tokenizer.pad_token_id, dataset, evaluator, config, len(batches), Path(tmp))
+        fit(model, tokenizer, dataset, evaluator, config, len(batches), Path(tmp))
         return time.perf_counter() - start
 
 

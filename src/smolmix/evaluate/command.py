@@ -24,7 +24,8 @@ from smolmix.evaluate.tasks import EvalTask, TaskSpec, load_task
 from smolmix.grading.grade import grade_many
 from smolmix.inference.backends import get_backend
 from smolmix.mix.shares import mixture_shares
-from smolmix.models.loading import check_model_path, load_checkpoint
+from smolmix.models.loading import check_model_path, load_checkpoint, load_tokenizer
+from smolmix.models.prompting import choose_format, read_prompt_format
 
 DEFAULT_DEPTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
 SAMPLES_FILE = "samples.jsonl"
@@ -64,25 +65,35 @@ def score(samples: Sequence[Mapping], buckets: Mapping[str, str], seed: int = 0)
 def run_eval(model: str, specs: Sequence[TaskSpec], out: Path, backend: str = "auto",
              batch_size: int = 64, max_new_tokens: int | None = None,
              mixture: Path | None = None, tags: Mapping[str, str] | None = None,
-             seed: int = 0, quiet: bool = False) -> dict:
-    """Evaluate ``model`` (a checkpoint folder or hub id) on ``specs`` into ``out``."""
+             seed: int = 0, quiet: bool = False, chat_template: str = "auto",
+             dtype: str = "auto", device: str = "auto") -> dict:
+    """Evaluate ``model`` (a checkpoint folder or hub id) on ``specs`` into ``out``.
+
+    ``chat_template``: ``auto`` prompts the model the way it was trained (its run's record,
+    :func:`smolmix.models.prompting.read_prompt_format`), else through the chat template when
+    its tokenizer has one; ``on`` / ``off`` force it. ``dtype`` / ``device``: ``auto`` is a
+    GPU in bf16 when there is one, else the CPU in fp32."""
     say = (lambda msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     out = Path(out)
     check_output_dir(out, replace=False)
     check_model_path(model, "model")
     tasks = [load_task(spec, seed) for spec in specs]
     buckets = task_buckets(tasks, mixture)
+    prompt_format = choose_format(chat_template, load_tokenizer(model, "model"),
+                                  read_prompt_format(model))
+    say(f"prompting {model} in {prompt_format} format")
     start = time.perf_counter()
     engine_class = get_backend(backend)
     options = {"batch_size": batch_size} if engine_class.name == "hf" else {}
-    engine = engine_class.from_checkpoint(Path(model), **options)
+    engine = engine_class.from_checkpoint(Path(model), prompt_format=prompt_format,
+                                          dtype=dtype, device=device, **options)
     samples: list[dict] = []
     with atomic_output(out, replace=False) as work:
         with open(work / SAMPLES_FILE, "w", encoding="utf-8") as fh:
             for task in tasks:
                 say(f"{task.name}: generating for {len(task.prompts)} prompts")
                 generations = engine.generate(
-                    task.prompts, max_new_tokens or task.setting("max_new_tokens"),
+                    task.inputs(prompt_format), max_new_tokens or task.setting("max_new_tokens"),
                     stop=task.setting("stop") or ())
                 verdicts = grade_many(generations, task.references,
                                       task.setting("answer_format"))
@@ -96,8 +107,11 @@ def run_eval(model: str, specs: Sequence[TaskSpec], out: Path, backend: str = "a
         scores = score(samples, buckets, seed)
         (work / SCORES_FILE).write_text(json.dumps(scores, indent=2) + "\n")
         write_manifest(work, "eval", {"model": model, "tasks": [s.model_dump() for s in specs],
-                                      "backend": backend, "batch_size": batch_size},
+                                      "backend": backend, "batch_size": batch_size,
+                                      "chat_template": chat_template, "dtype": dtype,
+                                      "device": device},
                        seed=seed, extra={"model": model, "tags": dict(tags or {}),
+                                         "prompt_format": prompt_format,
                                          "scores": scores,
                                          "eval_seconds": round(time.perf_counter() - start, 2)})
     return scores

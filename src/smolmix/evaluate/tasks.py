@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import string
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -23,6 +23,7 @@ from smolmix.core.config import invalid, read_yaml
 from smolmix.core.errors import SmolmixError
 from smolmix.core.records import Record, json_objects
 from smolmix.grading.extract import ANSWER_FORMATS
+from smolmix.models.prompting import CHAT, Prompt
 
 LAB_PREFIX = "lab:"
 
@@ -66,6 +67,12 @@ class TaskSpec(BaseModel):
     max_new_tokens: int | None = Field(None, gt=0)
     stop: list[str] | None = None
     limit: int | None = Field(None, gt=0, description="evaluate the first N examples")
+    num_fewshot: int = Field(0, ge=0, description="solved examples before each question "
+                             "(from fewshot_path, else the task's first rows, then not scored)")
+    fewshot_path: str | None = Field(None, description="where the few-shot examples come from")
+    target_delimiter: str = Field(" ", description="plain prompts: between a few-shot "
+                                  "question and its answer")
+    fewshot_delimiter: str = Field("\n\n", description="plain prompts: between examples")
     bucket: str | None = Field(None, description="frequency bucket (rare, frequent, ...)")
     count: int = Field(200, gt=0, description="lab tasks: examples generated")
 
@@ -87,15 +94,31 @@ DEFAULTS = {
 
 @dataclass(frozen=True)
 class EvalTask:
-    """A resolved task: its settings and its examples (prompt text and reference)."""
+    """A resolved task: its settings, its examples (prompt text and reference) and the
+    solved examples (prompt, answer) shown before each question."""
 
     spec: TaskSpec
     prompts: list[str]
     references: list[str]
+    shots: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def name(self) -> str:
         return self.spec.name
+
+    def inputs(self, prompt_format: str) -> list[Prompt]:
+        """What the model is given for each example: ``plain``, the few-shot examples and
+        the question as one text (lm-evaluation-harness's delimiters); ``chat``, one
+        user/assistant exchange per few-shot example, then the question as the user's
+        message (lm-eval's ``fewshot_as_multiturn``)."""
+        if prompt_format == CHAT:
+            context = [m for q, a in self.shots for m in (
+                {"role": "user", "content": q}, {"role": "assistant", "content": a})]
+            return [[*context, {"role": "user", "content": p}] for p in self.prompts]
+        spec = self.spec
+        prefix = "".join(f"{q}{spec.target_delimiter}{a}{spec.fewshot_delimiter}"
+                         for q, a in self.shots)
+        return [prefix + p for p in self.prompts]
 
     def setting(self, key: str):
         value = getattr(self.spec, key)
@@ -130,8 +153,9 @@ def load_task_file(path: Path) -> list[TaskSpec]:
     for i, item in enumerate(items):
         if not isinstance(item, dict):
             raise SmolmixError("each task must be a mapping", f"{path}:1")
-        if item.get("path") and not Path(item["path"]).is_absolute():
-            item = {**item, "path": str(path.parent / item["path"])}
+        for key in ("path", "fewshot_path"):
+            if item.get(key) and not Path(item[key]).is_absolute():
+                item = {**item, key: str(path.parent / item[key])}
         try:
             specs.append(TaskSpec.model_validate(item))
         except ValidationError as exc:
@@ -158,22 +182,42 @@ def load_task(spec: TaskSpec, seed: int = 0) -> EvalTask:
         rows = [{"prompt": r.prompt, "completion": r.completion} for r in records]
     else:
         rows = _read_rows(spec)
+    shot_rows = []
+    if spec.num_fewshot:
+        if spec.fewshot_path:
+            shot_rows = _read_rows(spec.model_copy(update={"path": spec.fewshot_path}))
+        else:
+            shot_rows, rows = rows[:spec.num_fewshot], rows[spec.num_fewshot:]
+        if len(shot_rows) < spec.num_fewshot:
+            raise SmolmixError(f"task {spec.name!r}: num_fewshot {spec.num_fewshot} but only "
+                               f"{len(shot_rows)} examples to take them from",
+                               str(spec.fewshot_path or spec.path or spec.name))
+        shot_rows = shot_rows[:spec.num_fewshot]
     if spec.limit is not None:
         rows = rows[:spec.limit]
     if not rows:
         raise SmolmixError(f"task {spec.name!r} has no examples", str(spec.path))
     task = EvalTask(spec, [], [])
+    for prompt, reference in (_example(task, i, row, "few-shot example ")
+                              for i, row in enumerate(shot_rows)):
+        task.shots.append((prompt, reference))
+    for i, row in enumerate(rows):
+        prompt, reference = _example(task, i, row)
+        task.prompts.append(prompt)
+        task.references.append(reference)
+    return task
+
+
+def _example(task: EvalTask, i: int, row: dict, what: str = "example ") -> tuple[str, str]:
+    """One row's prompt (the task's template over its fields) and reference."""
     template = task.setting("prompt_template") or "{" + task.setting("prompt_field") + "}"
     fields = {f for _, f, _, _ in string.Formatter().parse(template) if f}
     needed = sorted(fields | {task.setting("reference_field")})
-    for i, row in enumerate(rows):
-        missing = [f for f in needed if f not in row or row[f] is None]
-        if missing:
-            raise SmolmixError(f"task {spec.name!r}: example {i} has no field {missing[0]!r}",
-                               str(spec.path or spec.name))
-        task.prompts.append(template.format(**row))
-        task.references.append(str(row[task.setting("reference_field")]))
-    return task
+    missing = [f for f in needed if f not in row or row[f] is None]
+    if missing:
+        raise SmolmixError(f"task {task.name!r}: {what}{i} has no field {missing[0]!r}",
+                           str(task.spec.path or task.name))
+    return template.format(**row), str(row[task.setting("reference_field")])
 
 
 def _read_rows(spec: TaskSpec) -> list[dict]:

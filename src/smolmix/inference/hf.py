@@ -9,9 +9,10 @@
   from that mask (so a padded row sees the same positions as when it runs alone: verified
   token for token against batch-size-1 generation in ``tests/test_generate.py``) and decodes
   with the KV cache;
-- each row stops at EOS (any of the model's EOS ids) and, when ``stop`` strings are given, at
-  the first step whose decoded continuation contains one of them; the text is cut before the
-  earliest stop string.
+- each row stops at EOS (any of the model's EOS ids) and, when ``stop`` strings are given, as
+  soon as its continuation ends with one of them (``GenerationConfig.stop_strings``, which
+  matches a stop string however the tokenizer splits it); the text is cut before the earliest
+  stop string.
 
 Decoding is plain greedy whatever the checkpoint's own generation defaults are (sampling,
 repetition penalties, minimum lengths are switched off; see :func:`greedy_config`).
@@ -20,9 +21,9 @@ A hand-written cached decoding loop was measured against ``model.generate`` on t
 models on a 2-core CPU and was not measurably faster (within 5-10 %, the run-to-run noise), so
 this module uses ``model.generate``: it also handles every architecture's cache and masks.
 
-Prompts are tokenized with ``add_special_tokens=False`` by default, the way
-:func:`smolmix.train.encoding.encode_prompt_completion` encodes training examples, so a prompt is
-scored on the same token ids it was trained on.
+Prompts become token ids by :func:`smolmix.models.prompting.prompt_ids`, the rule training
+uses too (``plain``: the text after the tokenizer's own special prefix; ``chat``: the chat
+template with the generation prompt), so a prompt is scored on the token ids it trained on.
 
 Torch's thread count is left alone: the caller (the CLI, a benchmark) decides it. On the lab
 models ``benchmarks/eval_generate.py`` measures one thread against two.
@@ -39,18 +40,21 @@ from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerBase,
     StoppingCriteria,
-    StoppingCriteriaList,
+    StopStringCriteria,
 )
 
 from smolmix.core.errors import SmolmixError
 from smolmix.inference.base import DEFAULT_BATCH_SIZE, Backend, Progress, truncate_at_stop
 from smolmix.models.loading import load_checkpoint
+from smolmix.models.prompting import PLAIN, Prompt, prompt_ids
 
 
-def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str],
-             max_new_tokens: int, batch_size: int = DEFAULT_BATCH_SIZE, stop: Sequence[str] = (),
-             progress: Progress | None = None, add_special_tokens: bool = False) -> list[str]:
-    """Greedy continuations of ``prompts`` (the generated text only), in input order.
+def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+             prompts: Sequence[Prompt], max_new_tokens: int,
+             batch_size: int = DEFAULT_BATCH_SIZE, stop: Sequence[str] = (),
+             progress: Progress | None = None, prompt_format: str = PLAIN) -> list[str]:
+    """Greedy continuations of ``prompts`` (texts, or message lists for chat models; the
+    generated text only), in input order, prompted in ``prompt_format``.
 
     ``progress``, when given, is called with the number of prompts finished after each batch
     (``tqdm.update`` fits). The model is put in eval mode for the call and restored after.
@@ -62,15 +66,16 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
         raise SmolmixError(f"batch size must be positive, got {batch_size}", "--batch-size")
     if not prompts:
         return []
-    encoded = tokenizer(list(prompts), add_special_tokens=add_special_tokens)["input_ids"]
+    encoded = prompt_ids(tokenizer, prompts, prompt_format)
     for i, ids in enumerate(encoded):
         if not ids:
             raise SmolmixError(f"prompt {i} is empty after tokenization", "prompts")
     eos_ids = _eos_ids(model, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (
         eos_ids[0] if eos_ids else 0)
-    config = greedy_config(max_new_tokens, eos_ids, pad_id)
     stop = [s for s in stop if s]
+    native = native_stop_strings(tokenizer, stop)
+    config = greedy_config(max_new_tokens, eos_ids, pad_id, stop if native else ())
     # Longest first: the largest batch comes first, so a memory error shows at once.
     order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
     device = model.device
@@ -82,10 +87,10 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
             for start in range(0, len(order), batch_size):
                 rows = order[start : start + batch_size]
                 ids, mask = left_pad([encoded[i] for i in rows], pad_id)
-                criteria = StoppingCriteriaList(
-                    [StopStrings(tokenizer, stop, ids.shape[1])] if stop else [])
+                stopping = ({"tokenizer": tokenizer} if native else {"stopping_criteria": [
+                    StopStrings(tokenizer, stop, ids.shape[1])]} if stop else {})
                 out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
-                                     generation_config=config, stopping_criteria=criteria)
+                                     generation_config=config, **stopping)
                 new = out[:, ids.shape[1]:].tolist()
                 for i, tokens in zip(rows, new, strict=True):
                     texts[i] = truncate_at_stop(
@@ -99,7 +104,8 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
     return texts  # type: ignore[return-value]
 
 
-def greedy_config(max_new_tokens: int, eos_ids: Sequence[int], pad_id: int) -> GenerationConfig:
+def greedy_config(max_new_tokens: int, eos_ids: Sequence[int], pad_id: int,
+                  stop: Sequence[str] = ()) -> GenerationConfig:
     """Plain greedy decoding: argmax at every step, whatever the model's own defaults say.
 
     ``model.generate`` fills every field left unset from the model's ``generation_config``;
@@ -111,7 +117,7 @@ def greedy_config(max_new_tokens: int, eos_ids: Sequence[int], pad_id: int) -> G
         do_sample=False, num_beams=1, temperature=1.0, top_p=1.0, top_k=50,
         repetition_penalty=1.0, no_repeat_ngram_size=0, min_new_tokens=0,
         max_new_tokens=max_new_tokens, eos_token_id=list(eos_ids) or None, pad_token_id=pad_id,
-        use_cache=True,
+        use_cache=True, stop_strings=list(stop) or None,
     )
 
 
@@ -148,12 +154,21 @@ def _eos_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list
     return [int(e) for e in eos] if isinstance(eos, (list, tuple)) else [int(eos)]
 
 
-class StopStrings(StoppingCriteria):
-    """Per row: stop once the decoded continuation contains one of ``stop``.
+def native_stop_strings(tokenizer: PreTrainedTokenizerBase, stop: Sequence[str]) -> bool:
+    """Whether transformers' own ``GenerationConfig.stop_strings`` can serve ``stop``: it
+    indexes the tokenizer's vocabulary, which fails for word-level tokenizers (the lab's);
+    those get :class:`StopStrings`, which matches on the decoded text."""
+    if not stop:
+        return False
+    try:
+        StopStringCriteria(tokenizer, list(stop))
+    except (ValueError, KeyError, AttributeError, TypeError):
+        return False
+    return True
 
-    Decoding the text (rather than matching token sequences) means a stop string is found
-    however the tokenizer splits it, and it is the same rule :func:`truncate_at_stop` cuts by.
-    """
+
+class StopStrings(StoppingCriteria):
+    """Per row: stop once the decoded continuation contains one of ``stop``."""
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, stop: Sequence[str],
                  prompt_width: int) -> None:
@@ -174,19 +189,36 @@ class HFBackend(Backend):
     name = "hf"
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
-                 batch_size: int = DEFAULT_BATCH_SIZE, add_special_tokens: bool = False) -> None:
+                 batch_size: int = DEFAULT_BATCH_SIZE, prompt_format: str = PLAIN) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
-        self.add_special_tokens = add_special_tokens
+        self.prompt_format = prompt_format
 
     @classmethod
-    def from_checkpoint(cls, path: Path, **options) -> HFBackend:
-        model, tokenizer = load_checkpoint(Path(path))
-        return cls(model, tokenizer, **options)
+    def from_checkpoint(cls, path: Path, dtype: str = "auto", device: str = "auto",
+                        **options) -> HFBackend:
+        """Load ``path`` in ``dtype`` on ``device`` (auto: a GPU in bf16 when there is one,
+        else the CPU in fp32)."""
+        device, dtype = placement(device, dtype)
+        model, tokenizer = load_checkpoint(Path(path), dtype)
+        return cls(model.to(device), tokenizer, **options)
 
-    def generate(self, prompts: Sequence[str], max_new_tokens: int, stop: Sequence[str] = (),
-                 progress: Progress | None = None) -> list[str]:
+    def generate(self, prompts: Sequence[Prompt], max_new_tokens: int,
+                 stop: Sequence[str] = (), progress: Progress | None = None) -> list[str]:
         return generate(self.model, self.tokenizer, prompts, max_new_tokens,
                         batch_size=self.batch_size, stop=stop, progress=progress,
-                        add_special_tokens=self.add_special_tokens)
+                        prompt_format=self.prompt_format)
+
+
+def placement(device: str = "auto", dtype: str = "auto") -> tuple[str, str]:
+    """Where and in what precision to run a model: ``auto`` is a CUDA GPU in bfloat16 (float16
+    without bf16 support) when there is one, else the CPU in float32."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise SmolmixError(f"device {device!r} asked for, but torch sees no CUDA GPU", "--device")
+    if dtype == "auto":
+        dtype = "float32" if device == "cpu" else (
+            "bfloat16" if torch.cuda.is_bf16_supported() else "float16")
+    return device, dtype

@@ -4,8 +4,10 @@ The run directory gets ``model/`` (the final weights, LoRA merged in; it loads w
 ``AutoModelForCausalLM.from_pretrained``), ``adapter/`` (LoRA runs), ``checkpoints/``
 (resumable Trainer checkpoints), ``curves.jsonl`` (per-task held-out metrics over training),
 ``train_log.jsonl`` (training loss and learning rate every ``logging_steps``),
-``train_config.yaml`` (the resolved config) and ``manifest.json``. The run is written into
-``<out>.partial/``; an interrupted run keeps it there so ``--resume`` can continue it.
+``train_config.yaml`` (the resolved config) and ``manifest.json`` (with the prompt format,
+chat or plain, that ``model/smolmix.json`` also records for ``smolmix eval``). The run is
+written into ``<out>.partial/``; an interrupted run keeps it there so ``--resume`` can
+continue it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from accelerate import PartialState
+from datasets import Dataset
 from transformers import TrainerCallback
 from transformers.integrations import INTEGRATION_TO_CALLBACK
 from transformers.utils import logging as hf_logging
@@ -28,9 +31,10 @@ from smolmix.core.records import Record, by_task
 from smolmix.core.rundir import CHECKPOINTS_DIR, list_checkpoints, write_manifest
 from smolmix.grading.extract import EXTRACTORS
 from smolmix.models.loading import check_model_path, check_vocabulary, load_model, load_tokenizer
-from smolmix.train.config import TrainConfig, save_train_config
+from smolmix.models.prompting import choose_format, write_prompt_format
+from smolmix.train.config import TrainConfig, check_passthrough, save_train_config
 from smolmix.train.curves import Scorer, TeacherForcedEvaluator, final_scores, generation_scorer
-from smolmix.train.data import TokenDataset, load_mixture, read_records, split_holdout
+from smolmix.train.data import load_mixture, read_records, split_holdout
 from smolmix.train.encoding import (
     IGNORE_INDEX,
     drop_untrainable,
@@ -39,7 +43,7 @@ from smolmix.train.encoding import (
     truncate,
 )
 from smolmix.train.lora import apply_lora
-from smolmix.train.trainer import fit
+from smolmix.train.trainer import check_training_arguments, fit
 
 FINGERPRINT_FILE = "smolmix_train.json"
 
@@ -68,16 +72,19 @@ def check_resumable(checkpoint: Path, config: TrainConfig) -> None:
 
 
 class _Fingerprint(TrainerCallback):
-    """Marks each checkpoint with the config it belongs to."""
+    """Marks each checkpoint with the config it belongs to and the prompt format it trains
+    with."""
 
-    def __init__(self, config: TrainConfig) -> None:
+    def __init__(self, config: TrainConfig, prompt_format: str) -> None:
         self.fingerprint = config.fingerprint()
+        self.prompt_format = prompt_format
 
     def on_save(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
             folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             (folder / FINGERPRINT_FILE).write_text(json.dumps(
                 {"fingerprint": self.fingerprint, "step": state.global_step}))
+            write_prompt_format(folder, self.prompt_format)
 
 
 def train(config: TrainConfig, out: Path, resume: bool | Path = False, quiet: bool = False,
@@ -102,6 +109,8 @@ def train(config: TrainConfig, out: Path, resume: bool | Path = False, quiet: bo
     start = time.perf_counter()
 
     check_report_to(config.report_to)
+    check_passthrough(config)
+    check_training_arguments(config)
     check_model_path(config.model)
     tokenizer = load_tokenizer(config.tokenizer or config.model,
                                "tokenizer" if config.tokenizer else "model")
@@ -113,7 +122,8 @@ def train(config: TrainConfig, out: Path, resume: bool | Path = False, quiet: bo
     if config.eval.generate is not None:
         lookup(EXTRACTORS, config.eval.generate.answer_format, "answer format",
                "eval.generate.answer_format")
-    encoded = encode_records(tokenizer, records, config.assistant_turns)
+    prompt_format = choose_format(config.chat_template, tokenizer, flag="chat_template")
+    encoded = encode_records(tokenizer, records, config.assistant_turns, prompt_format)
     cut = truncate(encoded, config.max_length)
     dropped = len(drop_untrainable(encoded))
     if not encoded["input_ids"]:
@@ -122,20 +132,21 @@ def train(config: TrainConfig, out: Path, resume: bool | Path = False, quiet: bo
     tokens = sum(1 for row in encoded["labels"] for t in row[1:] if t != IGNORE_INDEX)
     if config.packing:
         encoded = pack(encoded, config.max_length)
-    dataset = TokenDataset(encoded)
+    dataset = Dataset.from_dict(encoded)
     per_step = config.batch_size * config.grad_accum * state.num_processes
     steps = config.steps or max(1, math.floor(config.epochs * len(dataset) / per_step))
     if config.lora is not None:
         model = apply_lora(model, config.lora)
     held, held_encoded, held_dropped = _held_out_encoded(tokenizer, held, config.max_length,
-                                                         config.assistant_turns)
+                                                         config.assistant_turns, prompt_format)
     evaluator = TeacherForcedEvaluator(tokenizer.pad_token_id, held_encoded,
                                        config.eval.batch_size)
     scorers = list(scorers)
     if config.eval.generate is not None and held:
         spec = config.eval.generate
         scorers.append(generation_scorer(tokenizer, held, spec.max_new_tokens,
-                                         spec.answer_format, spec.examples, spec.batch_size))
+                                         spec.answer_format, spec.examples, spec.batch_size,
+                                         prompt_format))
     if state.is_main_process:
         if resume_from is None and partial.exists():
             shutil.rmtree(partial)  # a stale interrupted run: start over cleanly
@@ -150,9 +161,10 @@ def train(config: TrainConfig, out: Path, resume: bool | Path = False, quiet: bo
     say(f"training {type(model).__name__} on {len(dataset)} sequences for {steps} steps"
         + (f", resuming from {resume_from.name}" if resume_from else ""))
     try:
-        curves = fit(model, tokenizer.pad_token_id, dataset, evaluator, config, steps, partial,
-                     scorers=scorers, resume_from=resume_from, callbacks=[_Fingerprint(config)],
-                     progress=not quiet and state.is_main_process)
+        curves = fit(model, tokenizer, dataset, evaluator, config, steps, partial,
+                     scorers=scorers, resume_from=resume_from,
+                     callbacks=[_Fingerprint(config, prompt_format)],
+                     progress=not quiet and state.is_main_process, save_to=partial)
     except KeyboardInterrupt:
         if state.is_main_process:
             print(f"interrupted: checkpoints kept in {partial}; continue with --resume",
@@ -164,12 +176,12 @@ def train(config: TrainConfig, out: Path, resume: bool | Path = False, quiet: bo
     summary = {"steps": steps, "sequences": len(dataset), "examples": len(records),
                "target_tokens": tokens, "truncated": cut,
                "dropped_no_target": {"train": dropped, "held_out": held_dropped},
-               "packing": config.packing,
+               "packing": config.packing, "prompt_format": prompt_format,
                "processes": state.num_processes, "fingerprint": config.fingerprint(),
                "final": final_scores(curves),
                "train_seconds": round(time.perf_counter() - start, 2)}
     if state.is_main_process:
-        _save_final(model, tokenizer, partial, config.lora is not None)
+        write_prompt_format(partial / "model", prompt_format)
         empty = partial / CHECKPOINTS_DIR
         if empty.is_dir() and not any(empty.iterdir()):
             empty.rmdir()  # the Trainer makes its output folder even when it saves nothing
@@ -188,14 +200,15 @@ def check_report_to(report_to: str | list[str]) -> None:
                                f"{', '.join(INTEGRATION_TO_CALLBACK)}", "report_to")
 
 
-def _held_out_encoded(tokenizer, held: dict[str, list[Record]], max_length: int, turns: str
+def _held_out_encoded(tokenizer, held: dict[str, list[Record]], max_length: int, turns: str,
+                      prompt_format: str
                       ) -> tuple[dict[str, list[Record]], dict[str, dict], dict[str, int]]:
     """Each task's held-out examples encoded and cut to ``max_length``; examples left with no
     target token are dropped (never scored) and counted per task, and so is a task left empty.
     Returns the kept records, their encodings and the counts."""
     kept, encoded, dropped = {}, {}, {}
     for task, rows in held.items():
-        enc = encode_records(tokenizer, rows, turns)
+        enc = encode_records(tokenizer, rows, turns, prompt_format)
         truncate(enc, max_length)
         gone = set(drop_untrainable(enc))
         if gone:
@@ -221,11 +234,3 @@ def _resume_point(partial: Path, resume: bool | Path, config: TrainConfig) -> Pa
             raise SmolmixError(f"checkpoint {str(checkpoint)!r} does not exist", "--resume")
     check_resumable(checkpoint, config)
     return checkpoint
-
-
-def _save_final(model, tokenizer, folder: Path, lora: bool) -> None:
-    if lora:
-        model.save_pretrained(folder / "adapter")
-        model = model.merge_and_unload()
-    model.save_pretrained(folder / "model", safe_serialization=True)
-    tokenizer.save_pretrained(folder / "model")

@@ -6,6 +6,7 @@ working directory). The resolved config is saved in the run as ``train_config.ya
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -14,9 +15,10 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from smolmix.core.config import apply_overrides, invalid, read_yaml
+from smolmix.core.errors import SmolmixError
 
 CONFIG_FILE = "train_config.yaml"
 
@@ -55,14 +57,20 @@ class EvalSpec(_Model):
 
 
 class TrainConfig(_Model):
-    """Everything one ``smolmix train`` run does (the lab's presets are overrides of it)."""
+    """Everything one ``smolmix train`` run does (the lab's presets are overrides of it).
 
-    model_config = ConfigDict(extra="forbid", frozen=True, title="smolmix train config")
+    Keys it does not define pass through to TRL's ``SFTConfig`` (``bf16``, ``optim``,
+    ``neftune_noise_alpha``, ``push_to_hub``, ...): see :func:`check_passthrough`."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, title="smolmix train config")
 
     model: str = Field(description="a local checkpoint folder or a hub id")
     tokenizer: str | None = Field(None, description="default: the model's")
     mixture: str = Field(description="a folder written by smolmix mix")
     lora: LoraSpec | None = None
+    chat_template: Literal["auto", "on", "off"] = Field(
+        "auto", description="prompt/completion data as a user/assistant exchange through the "
+        "tokenizer's chat template (auto: when it has one) or as plain text (off)")
     assistant_turns: Literal["all", "last"] = Field(
         "all", description="conversations: the loss on every assistant turn, or the last")
     packing: bool = False
@@ -94,13 +102,63 @@ class TrainConfig(_Model):
                                        "tensorboard")
     eval: EvalSpec = EvalSpec()
 
+    @field_validator("chat_template", mode="before")
+    @classmethod
+    def _yaml_on_off(cls, value):
+        """YAML reads a bare ``on`` / ``off`` as a boolean."""
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
+
+    def passthrough(self) -> dict:
+        """The keys that go to TRL's ``SFTConfig`` as they are."""
+        return dict(self.model_extra or {})
+
     def fingerprint(self) -> str:
         """What makes two runs the same training (a resumed run must match its checkpoint)."""
         data = self.model_dump(mode="json")
         for key in ("save_checkpoints", "save_every", "save_total_limit", "logging_steps",
-                    "report_to"):
-            data.pop(key)
+                    "report_to", *NOT_TRAINING):
+            data.pop(key, None)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# SFTConfig / TrainingArguments fields smolmix sets itself, and the smolmix key (or flag)
+# that says the same thing.
+OWN_KEYS = {
+    "output_dir": "--out", "max_steps": "steps", "num_train_epochs": "epochs",
+    "per_device_train_batch_size": "batch_size", "gradient_accumulation_steps": "grad_accum",
+    "lr_scheduler_type": "lr_scheduler", "data_seed": "seed", "save_strategy":
+    "save_checkpoints", "save_steps": "save_every", "logging_strategy": "logging_steps",
+    "eval_strategy": "eval.every", "eval_steps": "eval.every", "packing": "packing",
+    "padding_free": "packing", "packing_strategy": "packing", "assistant_only_loss":
+    "assistant_turns", "completion_only_loss": "assistant_turns", "dataset_kwargs": "mixture",
+    "dataset_text_field": "mixture", "model_init_kwargs": "dtype", "shuffle_dataset": "order",
+    "resume_from_checkpoint": "--resume", "disable_tqdm": "--quiet", "use_cpu": "model",
+    "dataloader_drop_last": "batch_size", "remove_unused_columns": "mixture",
+    "gradient_checkpointing": "gradient_checkpointing", "activation_checkpointing":
+    "gradient_checkpointing", "per_device_eval_batch_size": "eval.batch_size",
+    "trust_remote_code": "model (smolmix never runs remote code)",
+}
+# Pass-through keys that change what is saved or shown, not what is trained.
+NOT_TRAINING = ("push_to_hub", "hub_model_id", "hub_strategy", "hub_token", "hub_private_repo",
+                "run_name", "logging_first_step", "logging_dir", "project", "trackio_space_id",
+                "save_only_model", "dataloader_num_workers", "dataloader_pin_memory")
+
+
+def check_passthrough(config: TrainConfig, where: str = "train config") -> None:
+    """Every key the config does not define must be a field of TRL's ``SFTConfig`` that
+    smolmix does not set itself; anything else is a one-line error naming the key."""
+    extra = config.model_extra or {}
+    if not extra:
+        return
+    from trl import SFTConfig  # TRL takes seconds to import; only pass-through keys need it
+
+    known = {f.name for f in dataclasses.fields(SFTConfig) if f.init}
+    for key in extra:
+        if key in OWN_KEYS:
+            raise SmolmixError(f"{key!r} is set by smolmix: use {OWN_KEYS[key]}", where)
+        if key not in known:
+            raise SmolmixError(f"unknown key {key!r} (not a smolmix key, nor a field of TRL's "
+                               "SFTConfig / transformers' TrainingArguments)", where)
 
 
 def _resolve(base: Path, value: str | None) -> str | None:
@@ -130,12 +188,14 @@ def load_train_config(path: Path | None, overrides: Sequence[str] = ()) -> Train
                 node[keys[-1]] = _resolve(base, node[keys[-1]])
     apply_overrides(data, overrides)
     try:
-        return TrainConfig.model_validate(data)
+        config = TrainConfig.model_validate(data)
     except ValidationError as exc:
         where = str(path) if path is not None else "--set"
         if overrides:  # the line numbers would point at the file, not at the override
             raise invalid(exc, None, f"{where} with --set" if path else where) from None
         raise invalid(exc, root, where) from None
+    check_passthrough(config, str(path) if path is not None else "--set")
+    return config
 
 
 def save_train_config(config: TrainConfig, folder: Path) -> None:

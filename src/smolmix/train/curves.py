@@ -20,6 +20,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallba
 from smolmix.core.records import Record
 from smolmix.grading.grade import grade_many
 from smolmix.inference.hf import generate
+from smolmix.models.prompting import PLAIN
 from smolmix.train.data import padded_batches
 from smolmix.train.encoding import IGNORE_INDEX, encode_records
 
@@ -49,9 +50,11 @@ class TeacherForcedEvaluator:
     @classmethod
     def from_records(cls, tokenizer: PreTrainedTokenizerBase,
                      eval_sets: Mapping[str, Sequence[Record]],
-                     batch_size: int = 256) -> TeacherForcedEvaluator:
+                     batch_size: int = 256, prompt_format: str = PLAIN
+                     ) -> TeacherForcedEvaluator:
         return cls(tokenizer.pad_token_id,
-                   {task: encode_records(tokenizer, recs) for task, recs in eval_sets.items()},
+                   {task: encode_records(tokenizer, recs, prompt_format=prompt_format)
+                    for task, recs in eval_sets.items()},
                    batch_size)
 
     @torch.no_grad()
@@ -85,19 +88,19 @@ class TeacherForcedEvaluator:
 
 def generation_scorer(tokenizer: PreTrainedTokenizerBase, held: Mapping[str, Sequence[Record]],
                       max_new_tokens: int, answer_format: str, examples: int | None = None,
-                      batch_size: int = 32) -> Scorer:
-    """A curve scorer: greedy generation on each task's held-out prompts, graded against the
-    answer (or the reply) with ``answer_format``."""
+                      batch_size: int = 32, prompt_format: str = PLAIN) -> Scorer:
+    """A curve scorer: greedy generation on each task's held-out prompts (in the format the
+    model trains with), graded against the answer (or the reply) with ``answer_format``."""
     tasks = {}
     for task, records in held.items():
         records = records[:examples] if examples else records
-        tasks[task] = ([r.prompt_text(tokenizer) for r in records],
-                       [r.reference for r in records])
+        tasks[task] = ([r.prompt_input for r in records], [r.reference for r in records])
 
     def score(model: PreTrainedModel) -> dict[str, dict[str, float]]:
         out = {}
         for task, (prompts, references) in tasks.items():
-            texts = generate(model, tokenizer, prompts, max_new_tokens, batch_size=batch_size)
+            texts = generate(model, tokenizer, prompts, max_new_tokens, batch_size=batch_size,
+                             prompt_format=prompt_format)
             verdicts = grade_many(texts, references, answer_format)
             out[task] = {"generation_accuracy": sum(v.correct for v in verdicts) / len(verdicts)}
         return out

@@ -1,5 +1,5 @@
 """Training and held-out data: mixture folders and JSONL files as records, held-out splits,
-encoded examples as compact arrays, and padded batches."""
+and padded batches."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from datasets import load_from_disk
-from torch.utils.data import Dataset as TorchDataset
 
 from smolmix.core.errors import SmolmixError
 from smolmix.core.records import Record, by_task, read_jsonl, records_from_table
@@ -95,26 +94,3 @@ def padded_batches(encoded: Mapping[str, Sequence[Sequence[int]]], size: int,
     ids, labels = encoded["input_ids"], encoded["labels"]
     return [pad_batch(ids[i:i + size], labels[i:i + size], pad_id)
             for i in range(0, len(ids), size)]
-
-
-class TokenDataset(TorchDataset):
-    """Encoded examples held as flat int32 arrays (``input_ids``, ``labels``, optional
-    ``position_ids``) with row offsets: compact, and :func:`collate` pads a batch of them with
-    numpy slices instead of per-row tensor building (the per-step cost on tiny models)."""
-
-    KEYS = ("input_ids", "labels", "position_ids")
-
-    def __init__(self, encoded: Mapping[str, Sequence[Sequence[int]]]) -> None:
-        lengths = np.fromiter((len(r) for r in encoded["input_ids"]), dtype=np.int64,
-                              count=len(encoded["input_ids"]))
-        self.offsets = np.concatenate([[0], np.cumsum(lengths)])
-        self.columns = {key: np.fromiter((t for row in encoded[key] for t in row),
-                                         dtype=np.int32, count=int(self.offsets[-1]))
-                        for key in self.KEYS if key in encoded}
-
-    def __len__(self) -> int:
-        return len(self.offsets) - 1
-
-    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
-        start, stop = self.offsets[index], self.offsets[index + 1]
-        return {key: col[start:stop] for key, col in self.columns.items()}

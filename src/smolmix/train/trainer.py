@@ -1,39 +1,69 @@
-"""Completion-only SFT through the transformers Trainer: :func:`fit` trains any causal LM on
-encoded examples as a :class:`~smolmix.train.config.TrainConfig` says, with per-task curves."""
+"""Completion-only SFT on TRL: :func:`fit` trains any causal LM on encoded examples with TRL's
+``SFTTrainer`` as a :class:`~smolmix.train.config.TrainConfig` says, with per-task curves.
+
+What TRL does here: the training loop, loss (its completion-only loss over the ``labels``
+smolmix builds), packing (:func:`trl.pack_dataset`, best-fit decreasing, see
+:func:`smolmix.train.encoding.pack`), checkpoint saving and rotation (``save_model`` under
+FSDP/ZeRO-3 too), logging to ``report_to`` integrations, and every ``SFTConfig`` /
+``TrainingArguments`` key a config passes through. What smolmix keeps: its pre-tokenized
+dataset (encoding is done once, before the trainer, so dropped examples are counted and the
+step count is known) and its collator. TRL's padding-free collator isolates packed examples
+only through flash attention's varlen kernels or, in transformers' SDPA path, by flattening
+the whole batch into one row and masking it as one (batch·length)² block — on a CPU that
+multiplies the attention work by the batch size — so packed rows get smolmix's per-row 4-D
+block-diagonal mask instead (``tests/test_train_run.py`` checks packed logits against
+unpacked ones).
+"""
 
 from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+from datasets import Dataset
 from torch.utils.data import SequentialSampler
-from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainingArguments
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
+from trl import SFTConfig, SFTTrainer
 
+from smolmix.core.errors import SmolmixError, first_line
 from smolmix.core.rundir import CHECKPOINTS_DIR, checkpoint_step
 from smolmix.train.config import TrainConfig
 from smolmix.train.curves import CURVES_FILE, PerTaskEvalCallback, Scorer, TeacherForcedEvaluator
-from smolmix.train.data import TokenDataset, collate
+from smolmix.train.data import collate
 
 
-class _OrderedTrainer(Trainer):
-    """A Trainer that reads the training set in its own order (no shuffling)."""
+class _SFTTrainer(SFTTrainer):
+    """TRL's trainer reading the training set in the mixture's order unless told to
+    shuffle."""
+
+    def __init__(self, *args, shuffle: bool, **kwargs) -> None:
+        self._shuffle = shuffle
+        super().__init__(*args, **kwargs)
+
+    def create_model_card(self, *args, **kwargs) -> None:
+        """No README.md beside the checkpoints: the run folder's manifest.json and
+        train_config.yaml say how the model was trained."""
 
     def _get_train_sampler(self, train_dataset=None):
+        if self._shuffle:
+            return super()._get_train_sampler(train_dataset)
         return SequentialSampler(train_dataset if train_dataset is not None
                                  else self.train_dataset)
 
 
 def training_arguments(config: TrainConfig, steps: int, run_dir: Path,
-                       progress: bool = False) -> TrainingArguments:
-    """The Trainer's arguments for ``config`` (``steps`` optimizer steps; ``progress``: the
-    Trainer's progress bar)."""
+                       progress: bool = False) -> SFTConfig:
+    """TRL's ``SFTConfig`` for ``config`` (``steps`` optimizer steps; ``progress``: the
+    progress bar); the config's pass-through keys go in as they are."""
     saving = config.save_checkpoints
     every = config.save_every or config.eval.every
-    return TrainingArguments(
+    return SFTConfig(
         output_dir=str(Path(run_dir) / CHECKPOINTS_DIR),
         max_steps=steps,
         per_device_train_batch_size=config.batch_size,
@@ -57,15 +87,39 @@ def training_arguments(config: TrainConfig, steps: int, run_dir: Path,
         dataloader_num_workers=0,
         dataloader_drop_last=True,
         ddp_find_unused_parameters=False,
-        **(_checkpointing_args() if config.gradient_checkpointing else {}),
+        max_length=config.max_length,
+        dataset_kwargs={"skip_prepare_dataset": True},
+        remove_unused_columns=False,
+        **_checkpointing_args(config.gradient_checkpointing),
+        **{"bf16": default_bf16(), **config.passthrough()},
     )
 
 
-def fit(model: PreTrainedModel, pad_id: int, dataset: TokenDataset,
+def default_bf16() -> bool:
+    """bf16 mixed precision where the hardware has it (a CUDA GPU with bf16), as TRL's
+    default means it; fp32 on a CPU (TRL would turn on CPU autocast), unless the config
+    passes ``bf16`` through."""
+    return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+
+
+def check_training_arguments(config: TrainConfig) -> None:
+    """The config's settings as TRL / transformers validate them (a pass-through value they
+    reject is a one-line error before any model is loaded)."""
+    try:
+        training_arguments(config, 1, Path("unused"))
+    except (ValueError, TypeError, ImportError) as exc:
+        keys = ", ".join(config.passthrough()) or "none"
+        raise SmolmixError(f"invalid training settings: {first_line(exc, 300)} "
+                           f"(pass-through keys: {keys})", "train config") from None
+
+
+def fit(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, dataset: Dataset,
         evaluator: TeacherForcedEvaluator, config: TrainConfig, steps: int, run_dir: Path,
         scorers: Sequence[Scorer] = (), resume_from: Path | None = None,
-        callbacks: Sequence[TrainerCallback] = (), progress: bool = False) -> list[dict]:
-    """Train ``model`` on an encoded ``dataset`` for ``steps`` steps; return the per-task
+        callbacks: Sequence[TrainerCallback] = (), progress: bool = False,
+        save_to: Path | None = None) -> list[dict]:
+    """Train ``model`` on an encoded ``dataset`` (columns ``input_ids``, ``labels``, and
+    ``position_ids`` when packed) for ``steps`` steps; return the per-task
     curves (also written to ``run_dir/curves.jsonl``).
 
     ``order: shuffle`` shuffles with the config's seed, ``mixture`` keeps the dataset's order;
@@ -73,27 +127,73 @@ def fit(model: PreTrainedModel, pad_id: int, dataset: TokenDataset,
     ``save_checkpoints`` resumable checkpoints go to ``run_dir/checkpoints``; ``resume_from``
     (one of them) continues that run where it stopped. The training loss and learning rate
     go to ``run_dir/train_log.jsonl`` every ``logging_steps``; ``progress`` shows a bar.
+    ``save_to``: the trained model goes there (see :func:`save_final`).
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     callback = PerTaskEvalCallback(evaluator, config.eval.every, run_dir / CURVES_FILE, scorers)
     if resume_from is not None:
         callback.resume(checkpoint_step(resume_from))
-    trainer = (Trainer if config.order == "shuffle" else _OrderedTrainer)(
-        model=model,
-        args=training_arguments(config, steps, run_dir, progress),
-        train_dataset=dataset,
-        data_collator=lambda rows: collate(rows, pad_id),
-        callbacks=[callback, TrainLog(run_dir / TRAIN_LOG_FILE, resume_from), *callbacks],
-    )
+    pad_id = tokenizer.pad_token_id
+    with _tensorboard_dir(run_dir / TENSORBOARD_DIR):
+        trainer = _SFTTrainer(
+            model=model,
+            args=training_arguments(config, steps, run_dir, progress),
+            train_dataset=dataset,
+            processing_class=tokenizer,
+            shuffle=config.order == "shuffle",
+            data_collator=lambda rows: collate(rows, pad_id),
+            callbacks=[callback, TrainLog(run_dir / TRAIN_LOG_FILE, resume_from), *callbacks],
+        )
     trainer.remove_callback(PrinterCallback)
     if not progress:
         trainer.remove_callback(ProgressCallback)
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from is not None else None)
+    if save_to is not None:
+        save_final(trainer, Path(save_to))
     return callback.curves
 
 
+def save_final(trainer: SFTTrainer, folder: Path) -> None:
+    """The trained model as a checkpoint folder ``folder/model`` (safetensors, with the
+    tokenizer), through ``trainer.save_model`` so FSDP / ZeRO-3 gather the full weights.
+    LoRA: the adapter goes to ``folder/adapter``, and ``folder/model`` is the base with the
+    adapter merged in (loads with no PEFT)."""
+    model = trainer.model
+    if not hasattr(model, "merge_and_unload"):
+        trainer.save_model(str(folder / "model"))
+        _drop_training_args(folder / "model")
+        return
+    trainer.save_model(str(folder / "adapter"))
+    _drop_training_args(folder / "adapter")
+    if trainer.accelerator.is_main_process:
+        merged = trainer.accelerator.unwrap_model(model).merge_and_unload()
+        merged.save_pretrained(folder / "model", safe_serialization=True)
+        trainer.processing_class.save_pretrained(folder / "model")
+
+
+def _drop_training_args(folder: Path) -> None:
+    """``save_model`` also pickles the arguments; the run keeps them as train_config.yaml."""
+    (Path(folder) / "training_args.bin").unlink(missing_ok=True)
+
+
 TRAIN_LOG_FILE = "train_log.jsonl"
+TENSORBOARD_DIR = "tensorboard"
+
+
+@contextmanager
+def _tensorboard_dir(folder: Path) -> Iterator[None]:
+    """TensorBoard event files (``report_to: tensorboard``) go to ``folder`` in the run,
+    unless ``TENSORBOARD_LOGGING_DIR`` says where (transformers reads it when the trainer is
+    built)."""
+    if os.environ.get("TENSORBOARD_LOGGING_DIR"):
+        yield
+        return
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(folder)
+    try:
+        yield
+    finally:
+        del os.environ["TENSORBOARD_LOGGING_DIR"]
 
 
 class TrainLog(TrainerCallback):
@@ -116,8 +216,11 @@ class TrainLog(TrainerCallback):
                 fh.write(json.dumps(row) + "\n")
 
 
-def _checkpointing_args() -> dict:
-    """Activation (gradient) checkpointing, under the name this transformers version uses."""
-    name = ("activation_checkpointing" if "activation_checkpointing"
-            in inspect.signature(TrainingArguments).parameters else "gradient_checkpointing")
-    return {name: True, f"{name}_kwargs": {"use_reentrant": False}}
+def _checkpointing_args(on: bool) -> dict:
+    """Activation (gradient) checkpointing on or off (TRL's default is on), under the name
+    this transformers version uses."""
+    if "activation_checkpointing" not in inspect.signature(SFTConfig).parameters:
+        return {"gradient_checkpointing": on,
+                **({"gradient_checkpointing_kwargs": {"use_reentrant": False}} if on else {})}
+    return {"gradient_checkpointing": None, "activation_checkpointing": on,
+            **({"activation_checkpointing_kwargs": {"use_reentrant": False}} if on else {})}
