@@ -322,16 +322,29 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_cpu_processes_through_accelerate_launch(tmp_path, tiny_checkpoint, lab_mixture):
-    config = _config(tmp_path, tiny_checkpoint, lab_mixture, steps=4)
+def _launch(config: Path, out: Path, *flags: str) -> subprocess.CompletedProcess:
+    """``smolmix train`` in 2 CPU processes through ``accelerate launch``."""
     smolmix = shutil.which("smolmix") or str(Path(sys.executable).parent / "smolmix")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(
-        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
+    return subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", *flags, "--num_processes",
          "2", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
          "--main_process_port", str(_free_port()),
-         smolmix, "train", str(config), "--out", str(tmp_path / "run"), "--quiet"],
+         smolmix, "train", str(config), "--out", str(out), "--quiet"],
         env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_fsdp_on_a_cpu_is_refused_not_run_as_ddp(tmp_path, tiny_checkpoint, lab_mixture):
+    config = _config(tmp_path, tiny_checkpoint, lab_mixture, steps=2)
+    done = _launch(config, tmp_path / "run", "--use_fsdp")
+    assert done.returncode != 0
+    assert "error: FSDP needs GPUs; on a CPU accelerate would run plain DDP" in done.stderr
+    assert not (tmp_path / "run").exists() and not (tmp_path / "run.partial").exists()
+
+
+def test_two_cpu_processes_through_accelerate_launch(tmp_path, tiny_checkpoint, lab_mixture):
+    config = _config(tmp_path, tiny_checkpoint, lab_mixture, steps=4)
+    done = _launch(config, tmp_path / "run", "--multi_gpu")
     # the launcher's own traceback comes last; the failing rank's error is the useful part
     assert done.returncode == 0, "\n".join(
         line for line in done.stderr.splitlines() if "Error" in line or "error:" in line)[-3000:]

@@ -249,7 +249,7 @@ def _eval_lm_eval(args: argparse.Namespace) -> None:
         scores = run_lm_eval(args.model, args.tasks, args.out, include=args.lm_eval_include,
                              batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
                              mixture=args.mixture, tags=_tags(args.tag), seed=args.seed,
-                             quiet=args.quiet)
+                             quiet=args.quiet, chat_template=args.chat_template)
     print(score_table(scores))
     print(f"wrote {args.out}")
 

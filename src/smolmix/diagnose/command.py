@@ -44,6 +44,7 @@ from smolmix.diagnose.retention import retention
 from smolmix.diagnose.verdicts import curves_from_rows, judge
 from smolmix.mix.shares import mixture_shares
 from smolmix.models.loading import load_checkpoint
+from smolmix.models.prompting import PLAIN, read_prompt_format
 from smolmix.train.command import held_out
 from smolmix.train.config import CONFIG_FILE, TrainConfig, load_train_config
 from smolmix.train.curves import CURVES_FILE, read_curves
@@ -101,9 +102,12 @@ class Measured:
 
 
 def batches(tokenizer: PreTrainedTokenizerBase, records: Sequence[Record], size: int,
-            limit: int | None = None) -> list[dict]:
-    """Records as consecutive padded batches of ``size`` (the first ``limit`` of them)."""
-    out = padded_batches(encode_records(tokenizer, records), size, tokenizer.pad_token_id)
+            limit: int | None = None, prompt_format: str = PLAIN, turns: str = "all"
+            ) -> list[dict]:
+    """Records as consecutive padded batches of ``size`` (the first ``limit`` of them),
+    encoded as the run trained on them (``prompt_format``, assistant ``turns``)."""
+    out = padded_batches(encode_records(tokenizer, records, turns, prompt_format), size,
+                         tokenizer.pad_token_id)
     return out[:limit] if limit else out
 
 
@@ -112,16 +116,21 @@ def measure(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
             shares: Mapping[str, float], learning_rate: float, settings: DiagnoseSettings,
             tasks: Sequence[str] | None = None, task_data: Mapping[str, Sequence[Record]] = {},
             checkpoints: Sequence[Path] = (), say: Callable[[str], None] = lambda msg: None,
-            ) -> Measured:
+            prompt_format: str = PLAIN, turns: str = "all") -> Measured:
     """The measures of ``settings.measures`` for ``tasks`` (default: every held-out task).
 
     Interference and neurons are measured on every task of ``held`` (neurons are attributed
     among all of them); retention on ``tasks`` only, training on ``task_data[task]`` (default:
-    the task's records in ``mixture``) then on the start of ``mixture``.
+    the task's records in ``mixture``) then on the start of ``mixture``. Examples are
+    encoded in the run's ``prompt_format`` with the loss on its assistant ``turns``.
     """
     chosen = list(tasks) if tasks is not None else sorted(held)
     step_size = settings.step_batch_size or settings.batch_size
-    held_batches = {t: batches(tokenizer, held[t], settings.batch_size, settings.max_batches)
+
+    def batches_of(records: Sequence[Record], size: int, limit: int | None = None):
+        return batches(tokenizer, records, size, limit, prompt_format, turns)
+
+    held_batches = {t: batches_of(held[t], settings.batch_size, settings.max_batches)
                     for t in held}
     weights = {t: shares.get(t, 0.0) for t in held}
     found = Measured(chosen, {t: weights[t] for t in chosen})
@@ -136,7 +145,7 @@ def measure(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
         say("retention")
         k = settings.retention_steps
         rate = settings.retention_lr or learning_rate * settings.retention_lr_factor
-        mixture_batches = batches(tokenizer, list(mixture[:k * step_size]), step_size)
+        mixture_batches = batches_of(list(mixture[:k * step_size]), step_size)
         for task in chosen:
             own = list(task_data.get(task) or [r for r in mixture if r.task == task])[
                 :k * step_size]
@@ -144,7 +153,7 @@ def measure(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
                 found.retention[task] = {"retention": None,
                                          "reason": "no training examples of the task"}
                 continue
-            res = retention(model, batches(tokenizer, own, step_size), mixture_batches, k, k,
+            res = retention(model, batches_of(own, step_size), mixture_batches, k, k,
                             rate, "adam", held_out=held_batches[task],
                             min_gain=settings.min_gain)
             found.retention[task] = {"retention": res.retention, "gain": res.gain,
@@ -239,7 +248,8 @@ def diagnose(run: Path, tasks: Sequence[str] | None = None, data: Path | None = 
     model, tokenizer = load_checkpoint(r.model)
     found = measure(model, tokenizer, {t: held[t] for t in chosen}, records, shares,
                     r.config.learning_rate, settings, chosen, checkpoints=r.checkpoints,
-                    say=say)
+                    say=say, prompt_format=read_prompt_format(r.model) or PLAIN,
+                    turns=r.config.assistant_turns)
     curves = curves_from_rows(r.curves)
     verdicts = []
     for task in chosen:

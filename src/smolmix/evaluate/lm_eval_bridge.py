@@ -45,6 +45,7 @@ from smolmix.core.rundir import atomic_output, check_output_dir, write_manifest
 from smolmix.evaluate.command import SAMPLES_FILE, SCORES_FILE, score, task_buckets
 from smolmix.evaluate.tasks import EvalTask, TaskSpec
 from smolmix.models.loading import check_model_path, load_checkpoint
+from smolmix.models.prompting import CHAT, PLAIN, choose_format, read_prompt_format
 
 LM_EVAL_PREFIX = "lm_eval:"
 INSTALL = "pip install 'smolmix[lm-eval]'"
@@ -290,8 +291,10 @@ def _quiet_lm_eval(quiet: bool) -> Iterator[None]:
 def run_lm_eval(model: str, tasks: Sequence[str], out: Path, include: Sequence[Path] = (),
                 batch_size: int = 64, max_new_tokens: int | None = None,
                 mixture: Path | None = None, tags: Mapping[str, str] | None = None,
-                seed: int = 0, quiet: bool = False) -> dict:
-    """Run lm-eval tasks (``lm_eval:NAME`` items) on ``model`` into the eval run ``out``."""
+                seed: int = 0, quiet: bool = False, chat_template: str = "auto") -> dict:
+    """Run lm-eval tasks (``lm_eval:NAME`` items) on ``model`` into the eval run ``out``;
+    with the chat template (lm-eval's ``apply_chat_template``, few-shot examples as turns)
+    when ``chat_template`` resolves to it as for smolmix tasks."""
     out = Path(out)
     check_output_dir(out, replace=False)
     names, manager = resolve_lm_eval_tasks(lm_eval_names(tasks), include)
@@ -303,6 +306,7 @@ def run_lm_eval(model: str, tasks: Sequence[str], out: Path, include: Sequence[P
 
     start = time.perf_counter()
     hf_model, tokenizer = load_checkpoint(Path(model))
+    chat = choose_format(chat_template, tokenizer, read_prompt_format(model)) == CHAT
     if torch.cuda.is_available():
         hf_model = hf_model.to("cuda")
     if not quiet:
@@ -311,12 +315,14 @@ def run_lm_eval(model: str, tasks: Sequence[str], out: Path, include: Sequence[P
         lm = HFLM(pretrained=hf_model, tokenizer=tokenizer, batch_size=batch_size)
         results = lm_eval.simple_evaluate(
             model=lm, tasks=list(names), task_manager=manager, log_samples=True,
+            apply_chat_template=chat, fewshot_as_multiturn=chat,
             bootstrap_iters=0,  # smolmix bootstraps its own intervals
             gen_kwargs={"max_gen_toks": max_new_tokens} if max_new_tokens else None)
     rows, infos = convert_results(results, results.get("samples") or {})
     arguments = {"model": model, "tasks": [LM_EVAL_PREFIX + n for n in names],
                  "lm_eval_include": [str(p) for p in include], "backend": "lm-eval hf",
-                 "batch_size": batch_size, "max_new_tokens": max_new_tokens}
+                 "batch_size": batch_size, "max_new_tokens": max_new_tokens,
+                 "chat_template": chat_template, "prompt_format": CHAT if chat else PLAIN}
     return _write_run(out, rows, infos, results, arguments, model, mixture, tags, seed,
                       time.perf_counter() - start)
 

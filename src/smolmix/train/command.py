@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import torch
 from accelerate import PartialState
 from datasets import Dataset
 from transformers import TrainerCallback
@@ -109,6 +111,7 @@ def train(config: TrainConfig, out: Path, resume: bool | Path = False, quiet: bo
     start = time.perf_counter()
 
     check_report_to(config.report_to)
+    check_sharding()
     check_passthrough(config)
     check_training_arguments(config)
     check_model_path(config.model)
@@ -190,6 +193,17 @@ def train(config: TrainConfig, out: Path, resume: bool | Path = False, quiet: bo
         partial.rename(out)
     state.wait_for_everyone()
     return summary if state.is_main_process else None
+
+
+def check_sharding() -> None:
+    """FSDP and DeepSpeed (``accelerate launch`` with such a config) need GPUs; on a CPU
+    accelerate would quietly run plain DDP instead, so that is refused."""
+    for variable, engine in (("ACCELERATE_USE_FSDP", "FSDP"),
+                             ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed")):
+        if os.environ.get(variable, "").lower() in ("1", "true") \
+                and not torch.cuda.is_available():
+            raise SmolmixError(f"{engine} needs GPUs; on a CPU accelerate would run plain DDP "
+                               "instead (launch without it)", "accelerate config")
 
 
 def check_report_to(report_to: str | list[str]) -> None:

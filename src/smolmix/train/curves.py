@@ -113,7 +113,9 @@ class PerTaskEvalCallback(TrainerCallback):
     rows to ``out_file``.
 
     ``scorers`` each map a model to per-task metrics; their metrics are merged per task. Only
-    the main process evaluates and writes (the others wait for it at the next step).
+    the main process evaluates (the others wait for it at the next step), unless the model is
+    sharded across the processes (FSDP, DeepSpeed ZeRO-3: ``all_ranks``), where every process
+    must take part in each forward pass; only the main process writes.
     """
 
     def __init__(self, evaluator: TeacherForcedEvaluator, every: int, out_file: Path | None,
@@ -124,6 +126,7 @@ class PerTaskEvalCallback(TrainerCallback):
         self.scorers = list(scorers)
         self.curves: list[dict] = []
         self.done: set[int] = set()
+        self.all_ranks = False
 
     def resume(self, step: int) -> None:
         """Continue a run from a checkpoint at ``step``: keep the curve rows up to it only."""
@@ -133,7 +136,7 @@ class PerTaskEvalCallback(TrainerCallback):
         self.done = {r["step"] for r in self.curves}
         _write_rows(self.out_file, self.curves, mode="w")
 
-    def record(self, step: int, model: PreTrainedModel) -> None:
+    def record(self, step: int, model: PreTrainedModel, write: bool = True) -> None:
         if step in self.done:
             return
         self.done.add(step)
@@ -145,17 +148,17 @@ class PerTaskEvalCallback(TrainerCallback):
         rows = [{"step": step, "task": t, **asdict(s), **extra.get(t, {})}
                 for t, s in scores.items()]
         self.curves.extend(rows)
-        if self.out_file is not None:
+        if self.out_file is not None and write:
             _write_rows(self.out_file, rows, mode="a")
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
-        if state.is_world_process_zero:
-            self.record(state.global_step, model)
+        if state.is_world_process_zero or self.all_ranks:
+            self.record(state.global_step, model, state.is_world_process_zero)
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         due = state.global_step % self.every == 0 or state.global_step == state.max_steps
-        if due and state.is_world_process_zero:
-            self.record(state.global_step, model)
+        if due and (state.is_world_process_zero or self.all_ranks):
+            self.record(state.global_step, model, state.is_world_process_zero)
 
 
 def read_curves(path: Path) -> list[dict]:

@@ -145,6 +145,7 @@ def fit(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, dataset: Dat
             data_collator=lambda rows: collate(rows, pad_id),
             callbacks=[callback, TrainLog(run_dir / TRAIN_LOG_FILE, resume_from), *callbacks],
         )
+    callback.all_ranks = trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled
     trainer.remove_callback(PrinterCallback)
     if not progress:
         trainer.remove_callback(ProgressCallback)
