@@ -320,3 +320,19 @@ def test_alpaca_instruction_and_input_become_the_prompt(tmp_path):
     assert table["prompt"].to_pylist() == ["Add the numbers.\n\n2 and 3", "Say hi.",
                                            "Count to two."]
     assert table["completion"].to_pylist() == ["5", "hi", "1 2"]
+
+
+@pytest.mark.parametrize("mixed", [False, True])
+def test_trl_conversational_prompt_completion(tmp_path, mixed):
+    # TRL's conversational prompt/completion: the prompt is a list of messages, the
+    # completion the assistant's message. A "mixed" file (a number where text is expected)
+    # takes the forgiving line-by-line path.
+    rows = [{"prompt": [{"role": "system", "content": "Be brief."},
+                        {"role": "user", "content": f"Add {i} and 1."}],
+             "completion": [{"role": "assistant", "content": str(i + 1)}],
+             "answer": i + 1 if mixed and i == 0 else str(i + 1)} for i in range(3)]
+    _jsonl(tmp_path / "cpc.jsonl", rows)
+    table = load_source(_spec("cpc.jsonl", task="add"), tmp_path)
+    assert table["prompt"].to_pylist() == [None] * 3
+    assert table["messages"].to_pylist()[2] == rows[2]["prompt"]
+    assert table["completion"].to_pylist() == ["1", "2", "3"]

@@ -6,12 +6,15 @@ The canonical table has one row per example and these columns, in this order:
 (``json.dumps(tags, sort_keys=True, ensure_ascii=False)``). Reading and mapping use pyarrow
 throughout, so a file of a few hundred thousand examples loads in about a second. A source's
 ``format`` maps ShareGPT (``conversations`` of ``{from, value}``) and alpaca
-(``instruction`` + ``input``, ``output``) records onto these columns.
+(``instruction`` + ``input``, ``output``) records onto these columns; TRL's conversational
+prompt/completion (``prompt`` a list of messages, ``completion`` the assistant's message) is
+recognised by its types.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -259,7 +262,9 @@ def _records_table(records: list[dict], spec: SourceSpec, eval_set: bool,
     plan = _plan(spec, names, eval_set, origin.name)
     columns = {}
     for name in plan.columns():
-        if plan.chat and name == plan.text:
+        conversational = name in (plan.text, plan.completion) and any(
+            isinstance(rec.get(name), list) for rec in records)  # TRL's prompt/completion
+        if (plan.chat and name == plan.text) or conversational:
             values = [_py_messages(rec.get(name), spec, name, origin, i,
                                    sharegpt=plan.format == "sharegpt")
                       for i, rec in enumerate(records)]
@@ -421,6 +426,15 @@ def _canonical(table: pa.Table, spec: SourceSpec, plan: _Plan, origin: _Origin) 
         task = text(plan.task, "task")
     else:
         task = _constant(plan.task_value, n)
+    completion = None
+    if not plan.chat and _is_messages(table[plan.text].type):
+        # TRL's conversational prompt/completion: the prompt is the messages, the completion
+        # the assistant's reply (a one-message list)
+        plan = dataclasses.replace(plan, chat=True)
+        if plan.completion is not None and _is_messages(table[plan.completion].type):
+            replies = _messages(table[plan.completion], plan.completion, spec, origin)
+            completion = pa.chunked_array([pa.array(
+                [m[-1]["content"] for m in replies.to_pylist()], pa.string())])
     if plan.chat:
         prompt = text(None, "prompt")
         values = table[plan.text]
@@ -436,10 +450,19 @@ def _canonical(table: pa.Table, spec: SourceSpec, plan: _Plan, origin: _Origin) 
             extra = pc.if_else(pc.equal(extra, ""), pa.scalar(None, pa.string()), extra)
             prompt = pc.binary_join_element_wise(prompt, extra, "\n\n", null_handling="skip")
         messages = pa.chunked_array([pa.nulls(n, MESSAGES)])
+    if completion is None:
+        completion = text(plan.completion, "completion")
     columns = [_constant(spec.name, n), task, prompt, messages,
-               text(plan.completion, "completion"), text(plan.answer, "answer", nullable=True),
+               completion, text(plan.answer, "answer", nullable=True),
                _tags(table, spec, plan, origin)]
     return pa.Table.from_arrays([_chunked(c) for c in columns], schema=SCHEMA)
+
+
+def _is_messages(kind: pa.DataType) -> bool:
+    """Whether a column type is a list of ``{role, content}`` structs."""
+    return ((pa.types.is_list(kind) or pa.types.is_large_list(kind))
+            and pa.types.is_struct(kind.value_type)
+            and {"role", "content"} <= {f.name for f in kind.value_type})
 
 
 def _chunked(values: pa.Array | pa.ChunkedArray) -> pa.ChunkedArray:
