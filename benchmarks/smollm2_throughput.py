@@ -10,9 +10,11 @@ completion-only labels, one task per batch in turn (so little padding). Sides:
 - ``hand loop``: PEFT + a minimal PyTorch loop (forward with the model's own loss, backward,
   clip, step, schedule, zero_grad);
 - ``smolmix``: :func:`smolmix.train.trainer.fit` as ``smolmix train`` runs it (TRL's
-  ``SFTTrainer``: its fused, chunked LM-head loss with entropy and top-1 accuracy metrics);
-- ``smolmix, model's own loss``: the same ``fit`` with ``compute_loss`` replaced by
-  transformers' ``Trainer.compute_loss`` (the model's full logits and cross-entropy).
+  ``SFTTrainer`` with smolmix's collator and ``compute_loss``);
+- the same ``fit`` with the other loss: ``smolmix, model's own loss`` (``compute_loss``
+  replaced by transformers' ``Trainer.compute_loss``: the model's full logits and
+  cross-entropy) when smolmix uses TRL's, else ``smolmix, TRL's fused LM-head loss``
+  (``SFTTrainer.compute_loss``: chunked log-probs, entropy and top-1 accuracy metrics).
 
 Each (side, repeat) runs in its own process (peak RSS from ``wait4``); the sides alternate
 and each goes first once. Inside the process only training is timed: "steady" is from the
@@ -23,8 +25,8 @@ same torch thread count) is measured in the parent between rounds; training FLOP
 6·N·tokens (N: the base model's parameters) as the issue asks, and 4·N·tokens is shown too
 (frozen base weights: no weight gradients in the backward pass).
 
-A separate process profiles smolmix's training steps (wall-clock per phase over steps 2..n-1,
-``torch.profiler`` on the last step).
+Separate processes profile each side's steps 3..n (``--profile-steps``): wall clock per
+phase, and ``torch.profiler``'s top ops over the same steps.
 
 Generation (no LoRA, greedy, ``max_new_tokens`` 32, chat-template prompts of
 examples/smollm2/eval_tasks.yaml, the first ``--prompts-per-task`` of each task): smolmix's
@@ -53,7 +55,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "smollm2"
 TASKS = ("chain_sum", "letter_counting", "spell_backward", "word_sorting")
-SIDES = ("hand loop", "smolmix", "smolmix, model's own loss")
+HAND, OWN, FUSED = ("hand loop", "smolmix, model's own loss",
+                    "smolmix, TRL's fused LM-head loss")
 WAYS = ("batch-1 model.generate loop", "plain batched model.generate", "smolmix generate")
 LR, WARMUP = 5e-4, 2
 
@@ -123,9 +126,11 @@ class StepClock:
 
 # ---------------------------------------------------------------------------- training sides
 
-def hand_loop(model, batches: list[dict], phases: dict[str, float]) -> tuple[float, list]:
+def hand_loop(model, batches: list[dict], phases: dict[str, float],
+              step_end=None) -> tuple[float, list]:
     """A PEFT + PyTorch loop; returns its start time and the end time of every step, and
-    adds its phases' seconds (steps after the first) to ``phases``."""
+    adds its phases' seconds (steps after the first) to ``phases``; ``step_end(step)`` is
+    called after each step (from 1)."""
     from transformers import get_linear_schedule_with_warmup
 
     start = time.perf_counter()
@@ -146,6 +151,8 @@ def hand_loop(model, batches: list[dict], phases: dict[str, float]) -> tuple[flo
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
         stamps.append(time.perf_counter())
+        if step_end is not None:
+            step_end(step + 1)
         if step:
             for name, seconds in (("forward (model + full LM head + loss)", t1 - t0),
                                   ("backward", t2 - t1), ("grad clipping", t3 - t2),
@@ -175,13 +182,24 @@ def smolmix_fit(model, tokenizer, examples: dict, steps: int, batch_size: int,
     return start
 
 
-def use_models_own_loss() -> None:
-    """The SFTTrainer's fused LM-head loss replaced by transformers' ``Trainer.compute_loss``."""
+def other_loss() -> str:
+    """The side with the loss smolmix does not use now (TRL's, or the model's own)."""
+    from trl import SFTTrainer
+
+    from smolmix.train.trainer import _SFTTrainer
+
+    return OWN if _SFTTrainer.compute_loss is SFTTrainer.compute_loss else FUSED
+
+
+def set_loss(side: str) -> None:
+    """smolmix's ``compute_loss`` replaced by transformers' (``OWN``) or TRL's (``FUSED``)."""
     from transformers import Trainer
+    from trl import SFTTrainer
 
     from smolmix.train import trainer
 
-    trainer._SFTTrainer.compute_loss = Trainer.compute_loss
+    if side in (OWN, FUSED):
+        trainer._SFTTrainer.compute_loss = (Trainer if side == OWN else SFTTrainer).compute_loss
 
 
 def child_train(spec: dict) -> dict:
@@ -193,11 +211,10 @@ def child_train(spec: dict) -> dict:
     examples = training_examples(tokenizer, spec["steps"], spec["batch_size"])
     batches = padded_batches(examples, spec["batch_size"], tokenizer.pad_token_id)
     phases: dict[str, float] = {}
-    if spec["side"] == "hand loop":
+    if spec["side"] == HAND:
         start, stamps = hand_loop(model, batches, phases)
     else:
-        if spec["side"] != "smolmix":
-            use_models_own_loss()
+        set_loss(spec["side"])
         clock = StepClock()
         start = smolmix_fit(model, tokenizer, examples, spec["steps"], spec["batch_size"],
                             [clock.callback()])
@@ -219,88 +236,107 @@ class PhaseTimers:
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
         self.on = False
+        self.started: dict[str, float] = {}
 
-    def wrap(self, owner, attr: str, label: str, static: bool = False) -> None:
+    def add(self, label: str, seconds: float) -> None:
+        if self.on:
+            self.seconds[label] = self.seconds.get(label, 0.0) + seconds
+
+    def wrap(self, owner, attr: str, label: str, after=None) -> None:
+        """Time ``owner.attr`` (``after(result)`` is called on what it returns)."""
         inner = getattr(owner, attr)
         timers = self
 
         def timed(*args, **kwargs):
-            t0 = time.perf_counter()
+            timers.started[label] = t0 = time.perf_counter()
             try:
-                return inner(*args, **kwargs)
+                result = inner(*args, **kwargs)
             finally:
-                if timers.on:
-                    timers.seconds[label] = (timers.seconds.get(label, 0.0)
-                                             + time.perf_counter() - t0)
+                timers.add(label, time.perf_counter() - t0)
+            if after is not None:
+                after(result)
+            return result
 
-        setattr(owner, attr, staticmethod(timed) if static else timed)
+        setattr(owner, attr, timed)
+
+
+PHASES = ("data collation", "forward: backbone (30 layers + LoRA)",
+          "forward: LM head + loss", "backward: LM head + loss", "backward: backbone + LoRA",
+          "grad clipping", "optimizer + schedule", "trainer overhead (the rest)")
 
 
 def child_profile(spec: dict) -> dict:
-    """smolmix's steps by phase (steps 2..n-1) and torch.profiler's top ops (step n)."""
-    import accelerate
-    from accelerate.optimizer import AcceleratedOptimizer
-    from accelerate.scheduler import AcceleratedScheduler
-    from torch.profiler import ProfilerActivity, profile
+    """One side's steps 3..n by phase (wall clock) and torch.profiler's top ops over the same
+    steps (step 1 is the training warm-up, step 2 the profiler's).
+
+    Phases: the backbone's forward is timed around the ``LlamaModel``; "LM head + loss"
+    forward is the rest of the PEFT model's forward; its backward runs from
+    ``Tensor.backward`` until the gradient reaches the backbone's output (a hook)."""
+    from torch.optim.lr_scheduler import LambdaLR
+    from torch.profiler import ProfilerActivity, profile, schedule
     from transformers import TrainerCallback
-    from trl.kernels.chunked_logprob import ChunkedLogProbFunction
 
     from smolmix.train import trainer as smolmix_trainer
+    from smolmix.train.data import padded_batches
 
     model, tokenizer = load(Path(spec["model"]), lora=True)
     steps = spec["steps"]
     examples = training_examples(tokenizer, steps, spec["batch_size"])
     timers = PhaseTimers()
-    timers.wrap(smolmix_trainer, "collate", "data collation (smolmix collate)")
-    timers.wrap(smolmix_trainer._SFTTrainer, "compute_loss", "compute_loss")
-    backbone = model.get_base_model().model
-    timers.wrap(backbone, "forward", "forward: backbone (30 layers + LoRA)")
-    timers.wrap(ChunkedLogProbFunction, "forward", "forward: TRL fused LM head "
-                "(log-probs, entropy, top-1)", static=True)
-    timers.wrap(ChunkedLogProbFunction, "backward", "backward: TRL fused LM head "
-                "(recomputes the logits)", static=True)
-    timers.wrap(accelerate.Accelerator, "backward", "backward (all)")
-    timers.wrap(accelerate.Accelerator, "clip_grad_norm_", "grad clipping")
-    timers.wrap(AcceleratedOptimizer, "step", "optimizer step")
-    timers.wrap(AcceleratedScheduler, "step", "lr schedule step")
-    clock = StepClock()
-    prof = profile(activities=[ProfilerActivity.CPU])
 
-    class _Switch(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            if state.global_step == 1:
-                timers.on = True
-            elif state.global_step == steps - 1:
-                timers.on = False
-                prof.start()
-            elif state.global_step == steps:
-                prof.stop()
+    def hook_output(output) -> None:
+        def reached(grad):
+            timers.add("backward: LM head + loss",
+                       time.perf_counter() - timers.started["backward"])
+        if output.last_hidden_state.requires_grad:
+            output.last_hidden_state.register_hook(reached)
 
-    smolmix_fit(model, tokenizer, examples, steps, spec["batch_size"],
-                [clock.callback(), _Switch()])
-    step_s = clock.stamps[steps - 2] - clock.stamps[0]
-    profiled_s = clock.stamps[steps - 1] - clock.stamps[steps - 2]
+    timers.wrap(smolmix_trainer, "collate", "data collation")
+    timers.wrap(model, "forward", "forward")
+    timers.wrap(model.get_base_model().model, "forward", "forward: backbone (30 layers + LoRA)",
+                after=hook_output)
+    timers.wrap(torch.Tensor, "backward", "backward")
+    timers.wrap(torch.nn.utils, "clip_grad_norm_", "grad clipping")
+    timers.wrap(torch.optim.AdamW, "step", "optimizer step")
+    timers.wrap(LambdaLR, "step", "lr schedule step")
+    prof = profile(activities=[ProfilerActivity.CPU],
+                   schedule=schedule(wait=0, warmup=1, active=steps - 2, repeat=1))
+    stamps: list[float] = []
+
+    def step_end(step: int) -> None:
+        stamps.append(time.perf_counter())
+        if step == 1:
+            prof.start()
+        elif step == steps:
+            prof.stop()
+            timers.on = False
+        else:
+            prof.step()
+            timers.on = True
+
+    if spec["side"] == HAND:
+        hand_loop(model, padded_batches(examples, spec["batch_size"], tokenizer.pad_token_id),
+                  {}, step_end)
+    else:
+        set_loss(spec["side"])
+
+        class _Switch(TrainerCallback):
+            def on_step_end(self, args, state, control, **kwargs):
+                step_end(state.global_step)
+
+        smolmix_fit(model, tokenizer, examples, steps, spec["batch_size"], [_Switch()])
+    wall = stamps[-1] - stamps[1]
     s = timers.seconds
-    head_f = s.get("forward: TRL fused LM head (log-probs, entropy, top-1)", 0.0)
-    head_b = s.get("backward: TRL fused LM head (recomputes the logits)", 0.0)
-    back = s.get("forward: backbone (30 layers + LoRA)", 0.0)
-    phases = {
-        "data collation (smolmix collate)": s.get("data collation (smolmix collate)", 0.0),
-        "forward: backbone (30 layers + LoRA)": back,
-        "forward: TRL fused LM head (log-probs, entropy, top-1)": head_f,
-        "forward: rest of compute_loss (masks, metrics .item())":
-            s.get("compute_loss", 0.0) - back - head_f,
-        "backward: TRL fused LM head (recomputes the logits)": head_b,
-        "backward: backbone + LoRA": s.get("backward (all)", 0.0) - head_b,
-        "grad clipping": s.get("grad clipping", 0.0),
-        "optimizer + schedule": s.get("optimizer step", 0.0) + s.get("lr schedule step", 0.0),
-    }
-    phases["Trainer / TRL overhead (the rest)"] = step_s - sum(phases.values())
+    backbone_f = s.get(PHASES[1], 0.0)
+    head_b = s.get(PHASES[3], 0.0)
+    phases = [s.get(PHASES[0], 0.0), backbone_f, s.get("forward", 0.0) - backbone_f, head_b,
+              s.get("backward", 0.0) - head_b, s.get("grad clipping", 0.0),
+              s.get("optimizer step", 0.0) + s.get("lr schedule step", 0.0)]
+    phases.append(wall - sum(phases))
     events = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in events)
     top = sorted(events, key=lambda e: -e.self_cpu_time_total)[:12]
-    return {"phases": phases, "phase_steps": steps - 2, "phase_wall_s": step_s,
-            "profiled_step_s": profiled_s,
+    return {"phases": dict(zip(PHASES, phases)), "steps": steps - 2, "wall_s": wall,
             "top_ops": [(e.key, e.self_cpu_time_total / 1e6, e.count,
                          e.self_cpu_time_total / total) for e in top]}
 
@@ -360,15 +396,19 @@ def child_generate(spec: dict) -> dict:
 
 # ---------------------------------------------------------------------------- parent
 
-def matmul_flops(size: int = 2048, repeats: int = 10) -> float:
-    """fp32 FLOP/s of ``size``² @ ``size``² matmuls in this process."""
+def matmul_flops(size: int = 2048, trials: int = 3, repeats: int = 5) -> float:
+    """fp32 FLOP/s of ``size``² @ ``size``² matmuls in this process: the best of ``trials``
+    timings of ``repeats`` products each (after two untimed ones)."""
     a, b = torch.randn(size, size), torch.randn(size, size)
     for _ in range(2):
         a @ b
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * size**3 * repeats / (time.perf_counter() - start)
+    best = float("inf")
+    for _ in range(trials):
+        start = time.perf_counter()
+        for _ in range(repeats):
+            a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 * repeats / best
 
 
 def spawn(kind: str, spec: dict, threads: int) -> tuple[dict, float]:
@@ -392,7 +432,7 @@ def rotate(items, k: int) -> list:
 def report_training(runs: dict, flops: float, params: int) -> dict:
     rates = {side: {key: statistics.median(r[f"{key}_tokens"] / r[f"{key}_s"] for r in rs)
                     for key in ("steady", "whole")} for side, rs in runs.items()}
-    base = rates["hand loop"]
+    base = rates[HAND]
     print("\n| side | steady tok/s (median) | ratio | whole-run tok/s | ratio | "
           "6N: % of matmul | 4N: % of matmul | peak RSS | final loss | steady runs (s) |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
@@ -412,7 +452,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=13, help="per side, the first a warm-up")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--profile-steps", type=int, default=6)
+    parser.add_argument("--profile-steps", type=int, default=7)
     parser.add_argument("--prompts-per-task", type=int, default=12)
     parser.add_argument("--gen-batch-size", type=int, default=16)
     parser.add_argument("--max-new-tokens", type=int, default=32)
@@ -441,36 +481,43 @@ def main() -> None:
           f"{args.batch_size} per side (step 1 a warm-up), {args.repeats} repeats, "
           f"{args.threads} torch threads", flush=True)
     spec = {"model": folder, "steps": args.steps, "batch_size": args.batch_size}
-    runs: dict[str, list[dict]] = {side: [] for side in SIDES}
+    sides = (HAND, "smolmix", other_loss())
+    runs: dict[str, list[dict]] = {side: [] for side in sides}
     flops = [matmul_flops()]
     for repeat in range(args.repeats):
-        for side in rotate(SIDES, repeat):
+        for side in rotate(sides, repeat):
             result, rss = spawn("train", {**spec, "side": side}, args.threads)
             runs[side].append({**result, "rss": rss})
             print(f"  repeat {repeat + 1} {side}: steady {result['steady_s']:.1f} s, whole "
                   f"{result['whole_s']:.1f} s, {rss:.2f} GiB", flush=True)
         flops.append(matmul_flops())
     peak = statistics.median(flops)
-    first = runs["hand loop"][0]
+    first = runs[HAND][0]
     print(f"\nfp32 matmul 2048²: median {peak / 1e9:.1f} GFLOP/s "
           f"({', '.join(f'{f / 1e9:.1f}' for f in flops)}); timed tokens per run: steady "
           f"{first['steady_tokens']:,} (of {first['padded_tokens']:,} with padding), whole "
           f"{first['whole_tokens']:,}")
     rates = report_training(runs, peak, params)
-    hand = {k: statistics.median(r["phases"][k] for r in runs["hand loop"])
-            for k in runs["hand loop"][0]["phases"]}
+    hand = {k: statistics.median(r["phases"][k] for r in runs[HAND])
+            for k in runs[HAND][0]["phases"]}
     print(f"\nhand loop phases (median over runs, {args.steps - 1} steps): "
           + ", ".join(f"{k} {v:.1f} s" for k, v in hand.items()))
 
-    prof, prof_rss = spawn("profile", {**spec, "steps": args.profile_steps}, args.threads)
-    print(f"\nsmolmix step profile ({prof['phase_steps']} steps, {prof['phase_wall_s']:.1f} s "
-          f"wall; peak RSS {prof_rss:.2f} GiB):")
-    for name, seconds in prof["phases"].items():
-        print(f"- {name}: {seconds:.2f} s ({100 * seconds / prof['phase_wall_s']:.0f}%)")
-    print(f"torch.profiler, one step ({prof['profiled_step_s']:.1f} s with the profiler on), "
-          "top ops by self CPU time:")
-    for name, seconds, count, share in prof["top_ops"]:
-        print(f"- {name}: {seconds:.2f} s, {count} calls ({100 * share:.0f}%)")
+    profiles = {side: spawn("profile", {**spec, "side": side, "steps": args.profile_steps},
+                            args.threads) for side in sides}
+    steps = profiles[HAND][0]["steps"]
+    print(f"\nstep profile: steps 3..{args.profile_steps} ({steps} steps), seconds per step, "
+          "profiler on")
+    print("| phase | " + " | ".join(sides) + " |")
+    print("| --- | --- | --- | --- |")
+    for phase in (*PHASES, "step"):
+        cells = [(p["wall_s"] if phase == "step" else p["phases"][phase]) / steps
+                 for p, _ in profiles.values()]
+        print(f"| {phase} | " + " | ".join(f"{c:.2f}" for c in cells) + " |")
+    for side, (prof, rss) in profiles.items():
+        print(f"\n{side} (profile run peak RSS {rss:.2f} GiB), top ops by self CPU time:")
+        for name, seconds, count, share in prof["top_ops"]:
+            print(f"- {name}: {seconds:.2f} s, {count} calls ({100 * share:.0f}%)")
 
     gen = {way: [] for way in WAYS}
     gen_spec = {"model": folder, "prompts_per_task": args.prompts_per_task,
@@ -496,7 +543,8 @@ def main() -> None:
               f"{', '.join(map(str, diff))} |")
     if args.json:
         args.json.write_text(json.dumps({"params": params, "flops": flops, "train": runs,
-                                         "rates": rates, "profile": prof, "generate": gen},
+                                         "rates": rates, "profile": profiles,
+                                         "generate": gen},
                                         indent=1))
 
 

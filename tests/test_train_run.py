@@ -384,7 +384,8 @@ def test_packed_examples_do_not_attend_to_each_other(tokenizer):
     assert seen == len(prompts)
 
 
-def test_examples_truncated_to_nothing_are_dropped_and_counted(tmp_path, tiny_checkpoint):
+def test_examples_truncated_to_nothing_are_dropped_and_counted(tmp_path, tiny_checkpoint,
+                                                               capsys):
     # copy of 2 digits fits in 8 tokens; copy of 9 digits has an 11-token prompt: cut to 8
     # tokens it has nothing left to learn, so it is neither trained on nor scored.
     (tmp_path / "data").mkdir()
@@ -402,7 +403,11 @@ def test_examples_truncated_to_nothing_are_dropped_and_counted(tmp_path, tiny_ch
     assert long_train and long_held and long_held < 20  # both lengths in both parts
     config = _config(tmp_path, tiny_checkpoint, tmp_path / "mix", steps=2, max_length=8,
                      eval={"holdout_per_task": 20, "every": 2})
-    assert main(["train", str(config), "--out", str(tmp_path / "run")]) == 0
+    assert main(["train", str(config), "--out", str(tmp_path / "run"),
+                 "--set", "logging_steps=1"]) == 0
+    err = capsys.readouterr().err
+    assert f"dropped {long_train} training examples" in err
+    assert "2/2" in err and "tokens/s" in err and "loss " in err  # the bar, not --quiet
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["dropped_no_target"] == {"train": long_train,
                                              "held_out": {"copy": long_held}}

@@ -132,6 +132,7 @@ OWN_KEYS = {
     "padding_free": "packing", "packing_strategy": "packing", "assistant_only_loss":
     "assistant_turns", "completion_only_loss": "assistant_turns", "dataset_kwargs": "mixture",
     "dataset_text_field": "mixture", "model_init_kwargs": "dtype", "shuffle_dataset": "order",
+    "train_sampling_strategy": "order",
     "resume_from_checkpoint": "--resume", "disable_tqdm": "--quiet", "use_cpu": "model",
     "dataloader_drop_last": "batch_size", "remove_unused_columns": "mixture",
     "gradient_checkpointing": "gradient_checkpointing", "activation_checkpointing":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 from peft import LoraConfig, get_peft_model
 from transformers import PreTrainedModel
 
@@ -20,4 +22,7 @@ def apply_lora(model: PreTrainedModel, spec: LoraSpec):
                                    "model", "lora.target_modules")
     config = LoraConfig(r=spec.r, lora_alpha=spec.alpha, lora_dropout=spec.dropout,
                         target_modules=targets, task_type="CAUSAL_LM")
-    return get_peft_model(model, config)
+    with warnings.catch_warnings():  # PEFT reads transformers' deprecated alias; not ours to fix
+        warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated",
+                                FutureWarning)
+        return get_peft_model(model, config)

@@ -1,13 +1,15 @@
 """Completion-only SFT on TRL: :func:`fit` trains any causal LM on encoded examples with TRL's
 ``SFTTrainer`` as a :class:`~smolmix.train.config.TrainConfig` says, with per-task curves.
 
-What TRL does here: the training loop, loss (its completion-only loss over the ``labels``
-smolmix builds), packing (:func:`trl.pack_dataset`, best-fit decreasing, see
-:func:`smolmix.train.encoding.pack`), checkpoint saving and rotation (``save_model`` under
-FSDP/ZeRO-3 too), logging to ``report_to`` integrations, and every ``SFTConfig`` /
-``TrainingArguments`` key a config passes through. What smolmix keeps: its pre-tokenized
+What TRL does here: the training loop, packing (:func:`trl.pack_dataset`, best-fit
+decreasing, see :func:`smolmix.train.encoding.pack`), the mixture's order (the sequential
+sampler), checkpoint saving and rotation (``save_model`` under FSDP/ZeRO-3 too), logging to
+``report_to`` integrations, and every ``SFTConfig`` / ``TrainingArguments`` key a config
+passes through. What smolmix keeps: its pre-tokenized
 dataset (encoding is done once, before the trainer, so dropped examples are counted and the
-step count is known) and its collator. TRL's padding-free collator isolates packed examples
+step count is known), its collator, and the model's own loss over smolmix's completion-only
+``labels`` instead of TRL's fused LM-head loss (measured slower on a CPU: see
+``_SFTTrainer.compute_loss``). TRL's padding-free collator isolates packed examples
 only through flash attention's varlen kernels or, in transformers' SDPA path, by flattening
 the whole batch into one row and masking it as one (batch·length)² block — on a CPU that
 multiplies the attention work by the batch size — so packed rows get smolmix's per-row 4-D
@@ -20,14 +22,14 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from datasets import Dataset
-from torch.utils.data import SequentialSampler
-from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from trl import SFTConfig, SFTTrainer
 
@@ -39,22 +41,25 @@ from smolmix.train.data import collate
 
 
 class _SFTTrainer(SFTTrainer):
-    """TRL's trainer reading the training set in the mixture's order unless told to
-    shuffle."""
-
-    def __init__(self, *args, shuffle: bool, **kwargs) -> None:
-        self._shuffle = shuffle
-        super().__init__(*args, **kwargs)
+    """TRL's trainer with the model's own loss and no model card beside the checkpoints."""
 
     def create_model_card(self, *args, **kwargs) -> None:
         """No README.md beside the checkpoints: the run folder's manifest.json and
         train_config.yaml say how the model was trained."""
 
-    def _get_train_sampler(self, train_dataset=None):
-        if self._shuffle:
-            return super()._get_train_sampler(train_dataset)
-        return SequentialSampler(train_dataset if train_dataset is not None
-                                 else self.train_dataset)
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """The model's own loss, as transformers' ``Trainer`` computes it (completion-only
+        through the labels, normalised over the tokens of the whole accumulated batch).
+
+        TRL's default loss runs a fused LM head (chunked log-probs, entropy and top-1
+        accuracy) whose backward recomputes the logits: on SmolLM2-135M with LoRA on a 2-core
+        CPU it measured 0.74-0.81x the tokens/s of a hand-written PEFT loop and 0.3-0.5 GiB
+        more memory, against 1.01-1.04x for the model's own loss, with the same final loss
+        (``benchmarks/smollm2_throughput.py``, docs/benchmarks.md). TRL's other loss types
+        (``loss_type: dft``) still go through TRL."""
+        if self.args.loss_type != "nll":
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        return Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
 
 
 def training_arguments(config: TrainConfig, steps: int, run_dir: Path,
@@ -86,6 +91,7 @@ def training_arguments(config: TrainConfig, steps: int, run_dir: Path,
         use_cpu=not torch.cuda.is_available(),
         dataloader_num_workers=0,
         dataloader_drop_last=True,
+        train_sampling_strategy="random" if config.order == "shuffle" else "sequential",
         ddp_find_unused_parameters=False,
         max_length=config.max_length,
         dataset_kwargs={"skip_prepare_dataset": True},
@@ -135,20 +141,27 @@ def fit(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, dataset: Dat
     if resume_from is not None:
         callback.resume(checkpoint_step(resume_from))
     pad_id = tokenizer.pad_token_id
+    bar = ProgressBar()
+
+    def counted(rows):
+        batch = collate(rows, pad_id)
+        bar.tokens += sum(len(row["input_ids"]) for row in rows)
+        return batch
+
     with _tensorboard_dir(run_dir / TENSORBOARD_DIR):
         trainer = _SFTTrainer(
             model=model,
             args=training_arguments(config, steps, run_dir, progress),
             train_dataset=dataset,
             processing_class=tokenizer,
-            shuffle=config.order == "shuffle",
-            data_collator=lambda rows: collate(rows, pad_id),
+            data_collator=counted,
             callbacks=[callback, TrainLog(run_dir / TRAIN_LOG_FILE, resume_from), *callbacks],
         )
     callback.all_ranks = trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled
     trainer.remove_callback(PrinterCallback)
-    if not progress:
-        trainer.remove_callback(ProgressCallback)
+    trainer.remove_callback(ProgressCallback)
+    if progress:
+        trainer.add_callback(bar)
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from is not None else None)
     if save_to is not None:
         save_final(trainer, Path(save_to))
@@ -176,6 +189,27 @@ def save_final(trainer: SFTTrainer, folder: Path) -> None:
 def _drop_training_args(folder: Path) -> None:
     """``save_model`` also pickles the arguments; the run keeps them as train_config.yaml."""
     (Path(folder) / "training_args.bin").unlink(missing_ok=True)
+
+
+class ProgressBar(ProgressCallback):
+    """The Trainer's progress bar with the latest training loss and this process's tokens/s
+    as its postfix (instead of a printed dict at every log)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tokens = 0
+        self.start = (0.0, 0)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        super().on_train_begin(args, state, control, **kwargs)
+        self.start = (time.perf_counter(), self.tokens)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and self.training_bar is not None and logs \
+                and "loss" in logs:
+            seconds = max(time.perf_counter() - self.start[0], 1e-9)
+            rate = (self.tokens - self.start[1]) / seconds
+            self.training_bar.set_postfix_str(f"loss {logs['loss']:.4g}, {rate:,.0f} tokens/s")
 
 
 TRAIN_LOG_FILE = "train_log.jsonl"
