@@ -176,6 +176,10 @@ def test_bad_lm_eval_input_is_one_line(tmp_path, capsys, tiny_checkpoint, task_d
     assert "--lm-eval-include" in err
     assert "a model is required" in _refused(capsys, out, ["eval", "--tasks", "lab:copy",
                                                            "--out", str(out)])
+    # one of lm-eval's own tasks whose data set is on the hub, offline
+    err = _refused(capsys, out, ["eval", model, "--tasks", "lm_eval:arc_easy", "--out",
+                                 str(out), "--quiet"])
+    assert "lm-eval could not run arc_easy" in err and "Hub" in err
 
 
 def test_bad_lm_eval_folders_are_one_line(tmp_path, capsys, lm_eval_output, tiny_checkpoint):

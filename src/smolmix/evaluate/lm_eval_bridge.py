@@ -39,7 +39,7 @@ from typing import Any
 
 import torch
 
-from smolmix.core.errors import SmolmixError
+from smolmix.core.errors import SmolmixError, first_line
 from smolmix.core.records import json_objects
 from smolmix.core.rundir import atomic_output, check_output_dir, write_manifest
 from smolmix.evaluate.command import SAMPLES_FILE, SCORES_FILE, score, task_buckets
@@ -313,11 +313,15 @@ def run_lm_eval(model: str, tasks: Sequence[str], out: Path, include: Sequence[P
         print(f"lm-eval: {', '.join(names)}", file=sys.stderr, flush=True)
     with _quiet_lm_eval(quiet):
         lm = HFLM(pretrained=hf_model, tokenizer=tokenizer, batch_size=batch_size)
-        results = lm_eval.simple_evaluate(
-            model=lm, tasks=list(names), task_manager=manager, log_samples=True,
-            apply_chat_template=chat, fewshot_as_multiturn=chat,
-            bootstrap_iters=0,  # smolmix bootstraps its own intervals
-            gen_kwargs={"max_gen_toks": max_new_tokens} if max_new_tokens else None)
+        try:
+            results = lm_eval.simple_evaluate(
+                model=lm, tasks=list(names), task_manager=manager, log_samples=True,
+                apply_chat_template=chat, fewshot_as_multiturn=chat,
+                bootstrap_iters=0,  # smolmix bootstraps its own intervals
+                gen_kwargs={"max_gen_toks": max_new_tokens} if max_new_tokens else None)
+        except (OSError, ConnectionError, ValueError) as exc:  # e.g. its data set offline
+            raise SmolmixError(f"lm-eval could not run {', '.join(names)}: "
+                               f"{first_line(exc, 300)}", "--tasks") from None
     rows, infos = convert_results(results, results.get("samples") or {})
     arguments = {"model": model, "tasks": [LM_EVAL_PREFIX + n for n in names],
                  "lm_eval_include": [str(p) for p in include], "backend": "lm-eval hf",
