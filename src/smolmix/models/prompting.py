@@ -105,18 +105,12 @@ def write_prompt_format(folder: Path, fmt: str) -> None:
 
 
 def read_prompt_format(folder: str | Path) -> str | None:
-    """The prompt format a model folder was trained with: its own record, else its run's
-    manifest (``RUN/model`` or ``RUN/checkpoints/checkpoint-N``); None when unknown."""
-    folder = Path(folder)
-    if not folder.is_dir():
+    """The prompt format a model folder was trained with, from the record ``smolmix train``
+    writes into its final model and each checkpoint; None when unknown (a model not trained by
+    smolmix, a ``.gguf`` file, a hub id)."""
+    try:
+        data = json.loads((Path(folder) / PROMPT_FORMAT_FILE).read_text())
+    except (OSError, ValueError):
         return None
-    for candidate in (folder / PROMPT_FORMAT_FILE, folder.parent / "manifest.json",
-                      folder.parent.parent / "manifest.json"):
-        try:
-            data = json.loads(candidate.read_text())
-        except (OSError, ValueError):
-            continue
-        fmt = data.get("prompt_format") if isinstance(data, dict) else None
-        if fmt in (CHAT, PLAIN):
-            return fmt
-    return None
+    fmt = data.get("prompt_format") if isinstance(data, dict) else None
+    return fmt if fmt in (CHAT, PLAIN) else None
