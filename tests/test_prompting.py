@@ -6,6 +6,7 @@ import random
 import shutil
 
 import pytest
+import torch
 import yaml
 from helpers import one_line_error
 from tokenizers.processors import TemplateProcessing
@@ -168,3 +169,11 @@ def test_what_a_template_writes_after_the_eos_is_not_learned(tokenizer):
         assert labels == [no] * 4 + words[4:] + [eos, no]
     finally:
         tokenizer.chat_template = None
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
+def test_device_cuda_without_a_gpu_is_one_line(tmp_path, tiny_checkpoint, capsys):
+    assert main(["eval", str(tiny_checkpoint), "--tasks", "lab:copy", "--device", "cuda",
+                 "--out", str(tmp_path / "e"), "--quiet"]) == 2
+    assert "--device" in one_line_error(capsys)
+    assert not (tmp_path / "e").exists() and not (tmp_path / "e.partial").exists()
