@@ -26,3 +26,28 @@ def fit_in_memory(model, tokenizer, records, held_out, run_dir, steps, every, **
     evaluator = TeacherForcedEvaluator.from_records(tokenizer, held_out, 512)
     dataset = Dataset.from_dict(encode_records(tokenizer, records))
     return fit(model, tokenizer, dataset, evaluator, config, steps, run_dir)
+
+
+def listing(root) -> dict:
+    """Every path under ``root`` with its size and modification time (a folder's state)."""
+    from pathlib import Path
+
+    root = Path(root)
+    return {str(p.relative_to(root)): (p.is_dir(), p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(root.rglob("*")) if not p.is_symlink()}
+
+
+def clean_error(argv, root, capfd) -> str:
+    """Run ``smolmix argv`` in this process and require a user error done right: exit 2, one
+    stderr line starting with ``error:``, and nothing under ``root`` created, changed or
+    removed. Returns the line."""
+    from smolmix.cli import main
+
+    capfd.readouterr()
+    before = listing(root)
+    code = main([str(a) for a in argv])
+    err = capfd.readouterr().err.strip().splitlines()
+    assert code == 2, (code, err)
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    assert listing(root) == before, "the failed command changed files"
+    return err[0]

@@ -6,11 +6,17 @@ transformers take seconds to import, and ``smolmix mix`` or ``smolmix grade`` ne
 
 from __future__ import annotations
 
+import _thread
 import argparse
 import json
+import logging
+import os
 import signal
 import sys
-from collections.abc import Sequence
+import threading
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
 
@@ -218,8 +224,6 @@ def _eval(args: argparse.Namespace) -> None:
     from smolmix.evaluate.command import run_eval, score_table
     from smolmix.evaluate.tasks import resolve_tasks
 
-    if args.batch_size <= 0:
-        raise SmolmixError("must be positive", "--batch-size")
     scores = run_eval(args.model, resolve_tasks(args.tasks), args.out, backend=args.backend,
                       batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
                       mixture=args.mixture, tags=_tags(args.tag), seed=args.seed,
@@ -244,8 +248,6 @@ def _eval_lm_eval(args: argparse.Namespace) -> None:
         if args.probe or args.backend not in ("auto", "hf"):
             raise SmolmixError("lm_eval: tasks run on lm-eval's hf model, without --probe",
                                "--probe" if args.probe else "--backend")
-        if args.batch_size <= 0:
-            raise SmolmixError("must be positive", "--batch-size")
         scores = run_lm_eval(args.model, args.tasks, args.out, include=args.lm_eval_include,
                              batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
                              mixture=args.mixture, tags=_tags(args.tag), seed=args.seed,
@@ -317,32 +319,116 @@ def _lab_rare_tasks(args: argparse.Namespace) -> None:
     print(f"\nwrote {out}/report.html and {out}/results.json")
 
 
-def _silence_progress_bars() -> None:
-    """--quiet: no progress bars from transformers or datasets either."""
+# Read at import by the libraries in the processes a quiet command starts (lab workers, graders).
+QUIET_ENVIRONMENT = {"PYTHONWARNINGS": "ignore", "TRANSFORMERS_VERBOSITY": "error",
+                     "DATASETS_VERBOSITY": "error"}
+
+
+@contextmanager
+def _silence_progress_bars(quiet: bool) -> Iterator[None]:
+    """--quiet: no progress bars from transformers or datasets either, no Python warnings and
+    no library logging below errors (transformers, datasets, accelerate, TRL, ...), in this
+    process and the ones it starts; all restored afterwards (``main`` may run in-process)."""
+    if not quiet:
+        yield
+        return
     import datasets
     from transformers.utils import logging as hf_logging
 
+    from smolmix.core.pool import quiet_libraries
+
+    bars = (hf_logging.is_progress_bar_enabled(), datasets.is_progress_bar_enabled())
+    environment = {key: os.environ.get(key) for key in QUIET_ENVIRONMENT}
+    logging_disabled = logging.root.manager.disable
+    os.environ.update(QUIET_ENVIRONMENT)
     hf_logging.disable_progress_bar()
     datasets.disable_progress_bars()
+    try:
+        with warnings.catch_warnings():
+            quiet_libraries()
+            yield
+    finally:
+        logging.disable(logging_disabled)
+        for key, value in environment.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        if bars[0]:
+            hf_logging.enable_progress_bar()
+        if bars[1]:
+            datasets.enable_progress_bars()
+
+
+def _clear_progress_bars() -> None:
+    """Close every live tqdm bar, clearing its line, so that a message printed next stands on
+    its own line (a bar left by an exception has no newline after it). A terminal shows the
+    cleared line; in a file or pipe, where the bar's text stays, a newline ends it."""
+    if "tqdm" not in sys.modules:
+        return
+    from tqdm import tqdm
+
+    with tqdm.get_lock():
+        # (a bar interrupted while it was being made has no ``disable`` yet: it drew nothing)
+        live = [bar for bar in getattr(tqdm, "_instances", ())
+                if not getattr(bar, "disable", True)]
+    for bar in live:
+        bar.leave = False
+        try:
+            bar.close()
+        except Exception:  # noqa: BLE001 - best effort: the message matters more than the bar
+            pass
+    if live and not (hasattr(sys.stderr, "isatty") and sys.stderr.isatty()):
+        sys.stderr.write("\n")
+    sys.stderr.flush()
+
+
+INTERRUPT_AGAIN_SECONDS = 0.05
 
 
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _keep_interrupts(previous: Callable) -> Callable:
+    """A ``sys.unraisablehook``: Python ignores an exception raised in a ``__del__`` or a
+    weakref callback, so a Ctrl-C or SIGTERM whose KeyboardInterrupt lands in one (garbage
+    collection while libraries import) would be lost and the command run on to the end;
+    deliver it to the main thread again instead, a moment later (raised now, it would land
+    in this hook and be ignored again)."""
+    def hook(unraisable) -> None:
+        if unraisable.exc_type is not None and issubclass(unraisable.exc_type,
+                                                          KeyboardInterrupt):
+            again = threading.Timer(INTERRUPT_AGAIN_SECONDS, _thread.interrupt_main)
+            again.daemon = True
+            again.start()
+            return
+        previous(unraisable)
+    return hook
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)  # a kill cleans up like Ctrl-C
-    if getattr(args, "quiet", False):
-        _silence_progress_bars()
+    unraisable = sys.unraisablehook
+    sys.unraisablehook = _keep_interrupts(unraisable)
     try:
-        args.func(args)
+        with _silence_progress_bars(getattr(args, "quiet", False)):
+            args.func(args)
     except SmolmixError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _clear_progress_bars()
+        print(f"error: {exc}", file=sys.stderr, flush=True)
         return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        print("interrupted: no output written", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        # A command that keeps something (train's checkpoints) says what in the exception.
+        _clear_progress_bars()
+        print(f"interrupted: {str(exc) or 'no output written'}", file=sys.stderr, flush=True)
         return 130
+    except BaseException:
+        _clear_progress_bars()  # a bug's traceback starts on a line of its own too
+        raise
+    finally:
+        sys.unraisablehook = unraisable
     return 0
 
 

@@ -12,25 +12,15 @@ import yaml
 from pydantic import ValidationError
 
 from smolmix.core.errors import SmolmixError
+from smolmix.core.inputs import parse_yaml, read_text
 
 
 def read_yaml(path: Path, kind: str = "recipe") -> tuple[dict, yaml.Node]:
     """A YAML mapping file and its node tree (for line numbers); problems name ``file:line``."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SmolmixError(f"{kind} file not found", str(path)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SmolmixError(f"cannot read {kind} ({exc})", str(path)) from None
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        raise SmolmixError(f"invalid YAML: {problem}", where) from None
+    if not path.exists():
+        raise SmolmixError(f"{kind} file not found", str(path))
+    data, root = parse_yaml(read_text(path, kind), str(path))
     if not isinstance(data, dict):
         raise SmolmixError(f"a {kind} must be a YAML mapping", f"{path}:1")
     _check_duplicate_keys(root, path)
@@ -60,19 +50,25 @@ def invalid(exc: ValidationError, root: yaml.Node | None, path: Path | str,
     return SmolmixError(what, f"{path}:{locate(root, loc)[1]}")
 
 
-def _check_duplicate_keys(node: yaml.Node, path: Path) -> None:
-    if isinstance(node, yaml.MappingNode):
-        seen: set[Any] = set()
-        for key, value in node.value:
-            if isinstance(key, yaml.ScalarNode):
-                if key.value in seen:
-                    raise SmolmixError(f"duplicate key {key.value!r}",
-                                       f"{path}:{key.start_mark.line + 1}")
-                seen.add(key.value)
-            _check_duplicate_keys(value, path)
-    elif isinstance(node, yaml.SequenceNode):
-        for item in node.value:
-            _check_duplicate_keys(item, path)
+def _check_duplicate_keys(root: yaml.Node, path: Path) -> None:
+    """No mapping repeats a key (each node visited once, however often aliases repeat it)."""
+    stack, seen_nodes = [root], set()
+    while stack:
+        node = stack.pop()
+        if id(node) in seen_nodes:
+            continue
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            keys: set[Any] = set()
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode):
+                    if key.value in keys:
+                        raise SmolmixError(f"duplicate key {key.value!r}",
+                                           f"{path}:{key.start_mark.line + 1}")
+                    keys.add(key.value)
+                stack.append(value)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
 
 
 def locate(root: yaml.Node, loc: tuple) -> tuple[tuple, int]:
@@ -152,8 +148,10 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not sep or not key.strip():
         raise SmolmixError(f"expected key=value, got {text!r}", "--set")
     try:
-        parsed = yaml.safe_load(value) if value.strip() else None
-    except yaml.YAMLError:
+        parsed = parse_yaml(value, "--set")[0] if value.strip() else None
+    except SmolmixError as exc:
+        if "invalid YAML:" not in exc.what:
+            raise
         parsed = value
     return [part.strip() for part in key.split(".")], parsed
 

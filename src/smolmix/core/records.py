@@ -17,6 +17,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from smolmix.core.errors import SmolmixError
+from smolmix.core.inputs import iter_json_objects, parse_json
 
 MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
 MESSAGES = pa.list_(MESSAGE)
@@ -87,14 +88,24 @@ class Record:
             raise SmolmixError(f"missing field {missing[0]!r}", where)
         tags = data.get("tags") or {}
         if isinstance(tags, str):
-            tags = json.loads(tags)
+            tags = parse_json(tags, where, line=0)
+        if not isinstance(tags, dict):
+            raise SmolmixError("field 'tags' must be an object", where)
+        messages = data["messages"] if chat else None
+        if messages is not None and not (isinstance(messages, list)
+                                         and all(isinstance(m, dict) for m in messages)):
+            raise SmolmixError("field 'messages' must be a list of objects", where)
+        for name in ("task", "prompt", "completion", "answer"):
+            if isinstance(data.get(name), dict | list):
+                raise SmolmixError(f"field {name!r} must be text, not "
+                                   f"{type(data[name]).__name__}", where)
         return cls(
             task=str(data["task"]),
             prompt=None if data.get("prompt") is None else str(data["prompt"]),
             completion=None if data.get("completion") is None else str(data["completion"]),
             answer=None if data.get("answer") is None else str(data["answer"]),
             tags={str(k): str(v) for k, v in tags.items() if v is not None},
-            messages=[dict(m) for m in data["messages"]] if chat else None,
+            messages=[dict(m) for m in messages] if messages is not None else None,
         )
 
 
@@ -132,21 +143,11 @@ def write_jsonl(records: Iterable[Record], path: Path) -> None:
             fh.write(json.dumps(rec.to_dict(), ensure_ascii=False, sort_keys=True) + "\n")
 
 
-def json_objects(path: Path) -> Iterator[tuple[str, dict]]:
-    """Each non-blank line of a JSONL file as (``file:line``, object); a line that is not a
-    JSON object is an error naming its file and line."""
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise SmolmixError(f"malformed JSON ({exc.msg})", where) from None
-            if not isinstance(data, dict):
-                raise SmolmixError("line is not a JSON object", where)
-            yield where, data
+def json_objects(path: Path, what: str = "JSONL file") -> Iterator[tuple[str, dict]]:
+    """Each non-blank line of a JSONL file as (``file:line``, object), read through the one
+    input layer (strict UTF-8, a BOM accepted, bounded values): a bad byte, a malformed line
+    or a line that is not a JSON object is an error naming its file and line."""
+    return iter_json_objects(Path(path), what)
 
 
 def read_jsonl(path: Path) -> Iterator[Record]:

@@ -1,25 +1,20 @@
-"""Run folders: output directories that appear only when complete, their ``manifest.json``
-(what made them), and the training checkpoints inside them.
-
-A command writes into ``<out>.partial/`` and renames it to ``<out>`` at the end; an interrupted
-command removes its partial directory, so nothing half-written ever looks complete.
-"""
+"""Run folders: their ``manifest.json`` (what made them) and the training checkpoints inside
+them. How they are written safely is :mod:`smolmix.core.output`."""
 
 from __future__ import annotations
 
 import json
 import platform
 import re
-import shutil
 import sys
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
 from smolmix.core.errors import SmolmixError
+from smolmix.core.inputs import read_json_object
 
 MANIFEST = "manifest.json"
 VERSIONED_PACKAGES = ("smolmix", "torch", "transformers", "datasets", "accelerate", "tokenizers")
@@ -49,26 +44,24 @@ def read_manifest(folder: Path, kinds: Sequence[str] | None = None,
     """The manifest of a smolmix run folder; a folder without one, or of a kind not in
     ``kinds``, is a user error naming the folder."""
     folder = Path(folder)
-    try:
-        data = json.loads((folder / MANIFEST).read_text())
-        kind = data["smolmix"]["kind"]
-    except (OSError, ValueError, KeyError, TypeError):
+    where = flag or str(folder)
+    if not (folder / MANIFEST).is_file():
         raise SmolmixError("not a smolmix run folder (no manifest.json written by smolmix)",
-                           flag or str(folder)) from None
+                           where)
+    try:
+        data = read_json_object(folder / MANIFEST, MANIFEST)
+    except SmolmixError as exc:
+        raise SmolmixError(f"not a smolmix run folder ({exc})", where) from None
+    kind = data.get("smolmix", {}).get("kind") if isinstance(data.get("smolmix"), dict) \
+        else None
+    if not isinstance(kind, str):
+        raise SmolmixError("not a smolmix run folder (its manifest.json names no smolmix kind)",
+                           where)
     if kinds is not None and kind not in kinds:
         raise SmolmixError(f"{str(folder)!r} is a {kind} folder, expected "
                            f"{' or '.join(kinds)}", flag or str(folder))
     return Manifest(folder, kind, data.get("arguments") or {}, data.get("seed"),
                     data.get("created"), data)
-
-
-def is_smolmix_dir(path: Path) -> bool:
-    """True when ``path`` holds a manifest written by smolmix."""
-    try:
-        read_manifest(path)
-    except SmolmixError:
-        return False
-    return True
 
 
 def checkpoint_step(path: Path) -> int:
@@ -77,8 +70,8 @@ def checkpoint_step(path: Path) -> int:
     path = Path(path)
     state = path / "trainer_state.json"
     if state.is_file():
-        step = json.loads(state.read_text()).get("global_step")
-        if isinstance(step, int):
+        step = read_json_object(state, "trainer_state.json").get("global_step")
+        if isinstance(step, int) and not isinstance(step, bool):
             return step
     match = re.search(r"(\d+)$", path.name)
     if match is None:
@@ -94,15 +87,6 @@ def list_checkpoints(run: Path, with_weights: bool = False) -> list[Path]:
              if re.fullmatch(r"checkpoint-\d+", p.name)
              and (not with_weights or (p / "config.json").is_file())]
     return sorted(found, key=lambda p: int(p.name.rsplit("-", 1)[1]))
-
-
-def check_output_dir(out: Path, flag: str = "--out", replace: bool = True) -> None:
-    """Refuse an existing path that is not a smolmix output (it would be overwritten), or any
-    existing path when ``replace`` is False."""
-    if out.exists() and not replace:
-        raise SmolmixError(f"output path {str(out)!r} already exists", flag)
-    if out.exists() and not (out.is_dir() and is_smolmix_dir(out)):
-        raise SmolmixError(f"output path {str(out)!r} exists and is not a smolmix run", flag)
 
 
 def versions() -> dict[str, str]:
@@ -129,31 +113,3 @@ def write_manifest(directory: Path, kind: str, arguments: dict, seed: int | None
         **(extra or {}),
     }
     (directory / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-
-
-@contextmanager
-def atomic_output(out: Path, flag: str = "--out", replace: bool = True) -> Iterator[Path]:
-    """Yield a fresh ``<out>.partial`` directory; on success it replaces ``out``.
-
-    On any exception (Ctrl-C included) the partial directory is removed and ``out`` is left as
-    it was.
-    """
-    out = Path(out)
-    check_output_dir(out, flag, replace)
-    partial = out.with_name(out.name + ".partial")
-    if partial.exists():
-        shutil.rmtree(partial)
-    partial.mkdir(parents=True)
-    try:
-        yield partial
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    if out.exists():
-        old = out.with_name(out.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        out.rename(old)
-        partial.rename(out)
-        shutil.rmtree(old)
-    else:
-        partial.rename(out)

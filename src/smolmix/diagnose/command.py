@@ -7,14 +7,15 @@ The lab calls :func:`measure` on its cells with its own settings.
 
 Held-out data: ``--data`` (JSONL records or a mixture folder), else the run's own (its
 ``eval`` setting). Shares come from the run's mixture. The isolation control and the
-min-share curve come from ``--isolation`` / ``--min-share`` (JSON ``{task: value}``) or from
-the run's ``controls.json`` (``{"isolation": {...}, "min_share": {...}}``, which the lab
-writes into its cells).
+min-share curve come from ``--isolation`` / ``--min-share`` (JSON ``{task: value}``, each
+value in [0, 1]) or from the run's ``controls.json`` (``{"isolation": {...}, "min_share":
+{...}}``, which the lab writes into its cells). Every file is checked before a model loads.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -24,14 +25,10 @@ from pathlib import Path
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from smolmix.core.errors import SmolmixError
+from smolmix.core.inputs import iter_json_objects, read_json_object
+from smolmix.core.output import atomic_output, check_output_dir
 from smolmix.core.records import Record, by_task
-from smolmix.core.rundir import (
-    atomic_output,
-    check_output_dir,
-    list_checkpoints,
-    read_manifest,
-    write_manifest,
-)
+from smolmix.core.rundir import list_checkpoints, read_manifest, write_manifest
 from smolmix.diagnose.interference import (
     Interference,
     InterferenceCurve,
@@ -43,11 +40,11 @@ from smolmix.diagnose.neurons import Neurons, neuron_allocation
 from smolmix.diagnose.retention import retention
 from smolmix.diagnose.verdicts import curves_from_rows, judge
 from smolmix.mix.shares import mixture_shares
-from smolmix.models.loading import load_checkpoint
+from smolmix.models.loading import check_model_path, load_checkpoint
 from smolmix.models.prompting import PLAIN, read_prompt_format
 from smolmix.train.command import held_out
 from smolmix.train.config import CONFIG_FILE, TrainConfig, load_train_config
-from smolmix.train.curves import CURVES_FILE, read_curves
+from smolmix.train.curves import CURVES_FILE
 from smolmix.train.data import load_mixture, padded_batches, read_records
 from smolmix.train.encoding import encode_records
 
@@ -191,32 +188,63 @@ class TrainRun:
                 raise SmolmixError("the run has no checkpoints (no model/ or checkpoints/)",
                                    str(folder))
             model = checkpoints[-1]
-        controls = _read_json(folder / CONTROLS_FILE, CONTROLS_FILE) \
-            if (folder / CONTROLS_FILE).is_file() else {}
-        return cls(folder, config, model, checkpoints, read_curves(folder / CURVES_FILE),
+        for path in dict.fromkeys([model, *checkpoints]):  # all it loads, before any work
+            check_model_path(path, str(folder))
+        controls = read_controls(folder / CONTROLS_FILE) \
+            if (folder / CONTROLS_FILE).exists() else {}
+        return cls(folder, config, model, checkpoints, read_curve_rows(folder / CURVES_FILE),
                    controls)
 
 
-def _read_json(path: Path, flag: str) -> dict:
-    try:
-        data = json.loads(Path(path).read_text())
-    except OSError:
-        raise SmolmixError(f"cannot read {str(path)!r}", flag) from None
-    except ValueError as exc:
-        raise SmolmixError(f"not JSON ({exc})", str(path)) from None
+def read_curve_rows(path: Path) -> list[dict]:
+    """A run's ``curves.jsonl`` rows, checked: each an object with an integer ``step``, a
+    ``task`` name and a finite ``exact_match`` (none when the run has no curves)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    rows = []
+    for where, row in iter_json_objects(path, CURVES_FILE):
+        step, task, metric = row.get("step"), row.get("task"), row.get("exact_match")
+        if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+            raise SmolmixError("curve row has no step (a non-negative integer 'step')", where)
+        if not isinstance(task, str):
+            raise SmolmixError("curve row has no task name ('task')", where)
+        if "exact_match" in row and not _is_number(metric):
+            raise SmolmixError("curve row's 'exact_match' is not a finite number", where)
+        rows.append(row)
+    return rows
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) \
+        and math.isfinite(value)
+
+
+def task_values(data, what: str, where: str) -> dict[str, float]:
+    """``{task: value}`` with every value a number in [0, 1] (or null, left out)."""
     if not isinstance(data, dict):
-        raise SmolmixError("expected a JSON object {task: value}", str(path))
-    return data
+        raise SmolmixError(f"{what} must be a JSON object {{task: value}}", where)
+    values = {}
+    for task, value in data.items():
+        if value is None:
+            continue
+        if not _is_number(value) or not 0 <= value <= 1:
+            raise SmolmixError(f"{what} of {task!r} must be a number between 0 and 1, "
+                               f"got {json.dumps(value)[:40]}", where)
+        values[task] = float(value)
+    return values
 
 
-def _controls(run: TrainRun, isolation: Path | None, min_share: Path | None
-              ) -> tuple[dict[str, float], dict[str, float]]:
-    iso = _read_json(isolation, "--isolation") if isolation else \
-        run.controls.get("isolation") or {}
-    mins = _read_json(min_share, "--min-share") if min_share else \
-        run.controls.get("min_share") or {}
-    return ({k: float(v) for k, v in iso.items() if v is not None},
-            {k: float(v) for k, v in mins.items() if v is not None})
+def read_task_values(path: Path, what: str, flag: str) -> dict[str, float]:
+    """A ``--isolation`` / ``--min-share`` file: a JSON object {task: value in [0, 1]}."""
+    return task_values(read_json_object(Path(path), f"{flag} file"), what, str(path))
+
+
+def read_controls(path: Path) -> dict[str, dict[str, float]]:
+    """A run's ``controls.json``: ``{"isolation": {task: acc}, "min_share": {task: share}}``."""
+    data = read_json_object(path, CONTROLS_FILE)
+    return {key: task_values(data.get(key) or {}, f"{CONTROLS_FILE} {key!r}", str(path))
+            for key in ("isolation", "min_share")}
 
 
 def diagnose(run: Path, tasks: Sequence[str] | None = None, data: Path | None = None,
@@ -227,9 +255,19 @@ def diagnose(run: Path, tasks: Sequence[str] | None = None, data: Path | None = 
     task, and a verdict for each; written to ``out/diagnosis.json`` when ``out`` is given."""
     say = (lambda msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     start = time.perf_counter()
-    if out is not None:
-        check_output_dir(Path(out), replace=False)
+    iso = read_task_values(isolation, "isolation accuracy", "--isolation") \
+        if isolation is not None else None
+    mins = read_task_values(min_share, "min share", "--min-share") \
+        if min_share is not None else None
+    if data is not None and not Path(data).exists():
+        raise SmolmixError(f"data {str(data)!r} does not exist", "--data")
     r = TrainRun.read(run)
+    inputs = [Path(p) for p in (run, data, isolation, min_share, r.config.mixture)
+              if p is not None]
+    if out is not None:
+        check_output_dir(Path(out), inputs=inputs)
+    iso = r.controls.get("isolation", {}) if iso is None else iso
+    mins = r.controls.get("min_share", {}) if mins is None else mins
     records, held = held_out(r.config, load_mixture(r.config.mixture))
     if data is not None:
         held = by_task(read_records(data, "--data"))
@@ -244,11 +282,11 @@ def diagnose(run: Path, tasks: Sequence[str] | None = None, data: Path | None = 
                                f"fewer than one batch ({settings.batch_size})", "--batch-size")
     if not held:
         raise SmolmixError("the run has no held-out data; give --data", str(run))
-    iso, mins = _controls(r, isolation, min_share)
+    prompt_format = read_prompt_format(r.model) or PLAIN
     model, tokenizer = load_checkpoint(r.model)
     found = measure(model, tokenizer, {t: held[t] for t in chosen}, records, shares,
                     r.config.learning_rate, settings, chosen, checkpoints=r.checkpoints,
-                    say=say, prompt_format=read_prompt_format(r.model) or PLAIN,
+                    say=say, prompt_format=prompt_format,
                     turns=r.config.assistant_turns)
     curves = curves_from_rows(r.curves)
     verdicts = []
@@ -267,7 +305,7 @@ def diagnose(run: Path, tasks: Sequence[str] | None = None, data: Path | None = 
               "retention": found.retention, "neurons": found.neurons.counts(),
               "verdicts": verdicts, "seconds": round(time.perf_counter() - start, 2)}
     if out is not None:
-        with atomic_output(Path(out), replace=False) as work:
+        with atomic_output(Path(out), inputs=inputs) as work:
             (work / DIAGNOSIS_FILE).write_text(json.dumps(report, indent=1) + "\n")
             write_manifest(work, "diagnose", {"run": str(run), "tasks": chosen,
                                               "max_batches": settings.max_batches}, seed=None)

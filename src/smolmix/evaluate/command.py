@@ -17,7 +17,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from smolmix.core.errors import SmolmixError
-from smolmix.core.rundir import atomic_output, check_output_dir, read_manifest, write_manifest
+from smolmix.core.output import atomic_output, check_output_dir
+from smolmix.core.rundir import read_manifest, write_manifest
 from smolmix.evaluate.metrics import bootstrap_mean, bucket_of
 from smolmix.evaluate.needle import needle_probe, shortest_length, write_heatmap
 from smolmix.evaluate.tasks import EvalTask, TaskSpec, load_task
@@ -26,6 +27,7 @@ from smolmix.inference.backends import get_backend
 from smolmix.mix.shares import mixture_shares
 from smolmix.models.loading import check_model_path, load_checkpoint, load_tokenizer
 from smolmix.models.prompting import choose_format, read_prompt_format
+from smolmix.train.config import MAX_BATCH, MAX_SEED, MAX_TOKENS
 
 DEFAULT_DEPTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
 SAMPLES_FILE = "samples.jsonl"
@@ -62,6 +64,37 @@ def score(samples: Sequence[Mapping], buckets: Mapping[str, str], seed: int = 0)
             "overall": bootstrap_mean([float(s["correct"]) for s in samples], seed)}
 
 
+def eval_inputs(model: str | Path | None, mixture: Path | None = None,
+                specs: Sequence[TaskSpec] = (), *others: Path | None) -> list[Path]:
+    """The local files and folders an eval reads (``--out`` may be none of them)."""
+    named = [model, mixture, *others, *(p for s in specs for p in (s.path, s.fewshot_path))]
+    return [Path(p) for p in named if p is not None and Path(str(p)).exists()]
+
+
+def check_settings(batch_size: int = 1, max_new_tokens: int | None = None, seed: int = 0,
+                   device: str = "auto", dtype: str = "auto") -> None:
+    """The numeric flags in range and the device one torch knows, before any work."""
+    import torch
+
+    from smolmix.inference.hf import placement
+
+    if not 0 < batch_size <= MAX_BATCH:
+        raise SmolmixError(f"must be between 1 and {MAX_BATCH:,}, got {batch_size}",
+                           "--batch-size")
+    if max_new_tokens is not None and not 0 < max_new_tokens <= MAX_TOKENS:
+        raise SmolmixError(f"must be between 1 and {MAX_TOKENS:,}, got {max_new_tokens}",
+                           "--max-new-tokens")
+    if not 0 <= seed <= MAX_SEED:
+        raise SmolmixError(f"must be between 0 and {MAX_SEED:,}, got {seed}", "--seed")
+    if device != "auto":
+        try:
+            torch.device(device)
+        except (RuntimeError, ValueError):
+            raise SmolmixError(f"unknown device {device!r} (auto, cpu, cuda or cuda:N)",
+                               "--device") from None
+    placement(device, dtype)
+
+
 def run_eval(model: str, specs: Sequence[TaskSpec], out: Path, backend: str = "auto",
              batch_size: int = 64, max_new_tokens: int | None = None,
              mixture: Path | None = None, tags: Mapping[str, str] | None = None,
@@ -75,20 +108,22 @@ def run_eval(model: str, specs: Sequence[TaskSpec], out: Path, backend: str = "a
     GPU in bf16 when there is one, else the CPU in fp32."""
     say = (lambda msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     out = Path(out)
-    check_output_dir(out, replace=False)
+    inputs = eval_inputs(model, mixture, specs)
+    check_output_dir(out, inputs=inputs)
+    check_settings(batch_size, max_new_tokens, seed, device, dtype)
+    engine_class = get_backend(backend)
     check_model_path(model, "model")
     tasks = [load_task(spec, seed) for spec in specs]
     buckets = task_buckets(tasks, mixture)
-    prompt_format = choose_format(chat_template, load_tokenizer(model, "model"),
-                                  read_prompt_format(model))
+    trained = read_prompt_format(model)
+    prompt_format = choose_format(chat_template, load_tokenizer(model, "model"), trained)
     say(f"prompting {model} in {prompt_format} format")
     start = time.perf_counter()
-    engine_class = get_backend(backend)
     options = {"batch_size": batch_size} if engine_class.name == "hf" else {}
     engine = engine_class.from_checkpoint(Path(model), prompt_format=prompt_format,
                                           dtype=dtype, device=device, **options)
     samples: list[dict] = []
-    with atomic_output(out, replace=False) as work:
+    with atomic_output(out, inputs=inputs) as work:
         with open(work / SAMPLES_FILE, "w", encoding="utf-8") as fh:
             for task in tasks:
                 say(f"{task.name}: generating for {len(task.prompts)} prompts")
@@ -147,15 +182,24 @@ def run_needle(model_path: str, out: Path, lengths: Sequence[int] | None,
     """Run the probe on a checkpoint; return the accuracy grid as text."""
     if trials <= 0:
         raise SmolmixError(f"must be positive, got {trials}", "--trials")
+    for d in depths or ():
+        if not 0.0 <= d <= 1.0:
+            raise SmolmixError(f"depths must be between 0 and 1, got {d}", "--depths")
+    for n in lengths or ():
+        if not 0 < n <= MAX_TOKENS:
+            raise SmolmixError(f"lengths must be between 1 and {MAX_TOKENS:,}, got {n}",
+                               "--lengths")
+    check_settings(batch_size, seed=seed)
     out = Path(out)
-    check_output_dir(out, replace=False)
+    inputs = eval_inputs(model_path)
+    check_output_dir(out, inputs=inputs)
     check_model_path(model_path, "model")
     model, tokenizer = load_checkpoint(Path(model_path))
     lengths = list(lengths or default_lengths(model.config.max_position_embeddings,
                                               shortest_length(tokenizer)))
     depths = list(depths if depths is not None else DEFAULT_DEPTHS)
     result = needle_probe(model, tokenizer, lengths, depths, trials, seed, batch_size=batch_size)
-    with atomic_output(out, replace=False) as work:
+    with atomic_output(out, inputs=inputs) as work:
         (work / NEEDLE_FILE).write_text(json.dumps(result.to_dict(), indent=1) + "\n")
         write_heatmap(result, work / NEEDLE_PLOT)
         write_manifest(work, "eval", {"model": model_path, "probe": "needle",

@@ -10,16 +10,20 @@ gap means the student learns better from short traces / the small teacher.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from smolmix.core.errors import SmolmixError
 from smolmix.core.figures import new_figure, save_png
-from smolmix.core.rundir import atomic_output, read_manifest, write_manifest
+from smolmix.core.inputs import iter_json_objects
+from smolmix.core.output import atomic_output, check_output_dir
+from smolmix.core.rundir import read_manifest, write_manifest
 from smolmix.evaluate.metrics import bootstrap_difference
 
 GAPS_FILE = "gaps.json"
+SAMPLES_FILE = "samples.jsonl"
 GAPS_PLOT = "gaps.png"
 GAPS = (("long_cot", "cot", "long", "short"), ("large_teacher", "teacher", "large", "small"))
 
@@ -28,7 +32,7 @@ GAPS = (("long_cot", "cot", "long", "short"), ("large_teacher", "teacher", "larg
 class EvalRun:
     path: Path
     tags: dict[str, str]
-    correct: dict[tuple[str, int], bool]  # (task, index) -> verdict
+    correct: dict[tuple[str, int], float]  # (task, index) -> verdict (1.0 right, 0.0 wrong)
 
     @property
     def student(self) -> str:
@@ -36,19 +40,38 @@ class EvalRun:
 
 
 def read_run(path: Path) -> EvalRun:
-    """An eval run folder: its tags and per-sample verdicts."""
+    """An eval run folder: its tags and per-sample verdicts, checked (tags a mapping, every
+    sample a JSON object with a task name, an integer index and a 0/1 or numeric verdict)."""
     path = Path(path)
     try:
         manifest = read_manifest(path, kinds=("eval",))
     except SmolmixError:
         raise SmolmixError("not an eval run (no manifest.json from smolmix eval)",
                            str(path)) from None
-    correct = {}
-    with open(path / "samples.jsonl", encoding="utf-8") as fh:
-        for line in fh:
-            row = json.loads(line)
-            correct[(row["task"], int(row["index"]))] = bool(row["correct"])
-    return EvalRun(path, {str(k): str(v) for k, v in (manifest.get("tags") or {}).items()}, correct)
+    tags = manifest.get("tags") or {}
+    if not isinstance(tags, dict) or not all(
+            isinstance(v, str | int | float | bool) for v in tags.values()):
+        raise SmolmixError("'tags' must be an object {key: value} (as smolmix eval --tag "
+                           "KEY=VALUE writes it)", str(path / "manifest.json"))
+    samples = path / SAMPLES_FILE
+    if not samples.is_file():
+        raise SmolmixError(f"eval run has no {SAMPLES_FILE}", str(path))
+    correct: dict[tuple[str, int], float] = {}
+    for where, row in iter_json_objects(samples, SAMPLES_FILE):
+        task, index, verdict = row.get("task"), row.get("index"), row.get("correct")
+        if not isinstance(task, str):
+            raise SmolmixError("sample has no task name ('task')", where)
+        if not isinstance(index, int) or isinstance(index, bool):
+            raise SmolmixError("sample has no integer 'index'", where)
+        if not isinstance(verdict, int | float) or not math.isfinite(verdict):
+            raise SmolmixError("sample has no verdict ('correct': true, false or a number)",
+                               where)
+        if (task, index) in correct:
+            raise SmolmixError(f"sample {task!r} #{index} appears twice", where)
+        correct[(task, index)] = float(verdict)
+    if not correct:
+        raise SmolmixError(f"eval run has no samples (empty {SAMPLES_FILE})", str(samples))
+    return EvalRun(path, {str(k): str(v) for k, v in tags.items()}, correct)
 
 
 def _pair(a: EvalRun, b: EvalRun) -> tuple[list[float], list[float], bool]:
@@ -112,9 +135,12 @@ def write_gap_plot(rows: Sequence[dict], path: Path) -> None:
 def run_gap(paths: Sequence[Path], out: Path | None = None, seed: int = 0) -> list[dict]:
     """Read the runs, compute the gaps, and (with ``out``) write ``gaps.json`` and
     ``gaps.png`` atomically."""
+    rule = {"replace": True, "kind": "gap", "inputs": list(paths)}
+    if out is not None:
+        check_output_dir(Path(out), **rule)
     rows = gaps([read_run(Path(p)) for p in paths], seed)
     if out is not None:
-        with atomic_output(Path(out)) as work:
+        with atomic_output(Path(out), **rule) as work:
             (work / GAPS_FILE).write_text(json.dumps(rows, indent=2) + "\n")
             write_gap_plot(rows, work / GAPS_PLOT)
             write_manifest(work, "gap", {"runs": [str(p) for p in paths]}, seed=seed)

@@ -40,9 +40,17 @@ from typing import Any
 import torch
 
 from smolmix.core.errors import SmolmixError, first_line
-from smolmix.core.records import json_objects
-from smolmix.core.rundir import atomic_output, check_output_dir, write_manifest
-from smolmix.evaluate.command import SAMPLES_FILE, SCORES_FILE, score, task_buckets
+from smolmix.core.inputs import iter_json_objects, read_json
+from smolmix.core.output import atomic_output, check_output_dir
+from smolmix.core.rundir import write_manifest
+from smolmix.evaluate.command import (
+    SAMPLES_FILE,
+    SCORES_FILE,
+    check_settings,
+    eval_inputs,
+    score,
+    task_buckets,
+)
 from smolmix.evaluate.tasks import EvalTask, TaskSpec
 from smolmix.models.loading import check_model_path, load_checkpoint
 from smolmix.models.prompting import CHAT, PLAIN, choose_format, read_prompt_format
@@ -256,11 +264,12 @@ def convert_results(results: Mapping, samples: Mapping[str, Sequence[Mapping]]
 
 def _write_run(out: Path, rows: Sequence[dict], infos: Mapping[str, dict], results: Mapping,
                arguments: dict, model: str, mixture: Path | None,
-               tags: Mapping[str, str] | None, seed: int, seconds: float) -> dict:
+               tags: Mapping[str, str] | None, seed: int, seconds: float,
+               inputs: Sequence[Path] = ()) -> dict:
     tasks = [EvalTask(TaskSpec(name=name), [], []) for name in infos]
     scores = score(rows, task_buckets(tasks, mixture), seed)
     lm_results = {k: v for k, v in results.items() if k != "samples"}
-    with atomic_output(out, replace=False) as work:
+    with atomic_output(out, inputs=inputs) as work:
         with open(work / SAMPLES_FILE, "w", encoding="utf-8") as fh:
             for row in rows:
                 fh.write(json.dumps(row, ensure_ascii=False) + "\n")
@@ -296,7 +305,9 @@ def run_lm_eval(model: str, tasks: Sequence[str], out: Path, include: Sequence[P
     with the chat template (lm-eval's ``apply_chat_template``, few-shot examples as turns)
     when ``chat_template`` resolves to it as for smolmix tasks."""
     out = Path(out)
-    check_output_dir(out, replace=False)
+    inputs = eval_inputs(model, mixture, (), *include)
+    check_output_dir(out, inputs=inputs)
+    check_settings(batch_size, max_new_tokens, seed)
     names, manager = resolve_lm_eval_tasks(lm_eval_names(tasks), include)
     check_model_path(model, "model")
     if mixture is not None:
@@ -328,7 +339,7 @@ def run_lm_eval(model: str, tasks: Sequence[str], out: Path, include: Sequence[P
                  "batch_size": batch_size, "max_new_tokens": max_new_tokens,
                  "chat_template": chat_template, "prompt_format": CHAT if chat else PLAIN}
     return _write_run(out, rows, infos, results, arguments, model, mixture, tags, seed,
-                      time.perf_counter() - start)
+                      time.perf_counter() - start, inputs)
 
 
 # --- reading lm-eval's own output folder ---------------------------------------------------
@@ -365,11 +376,7 @@ def _results_for(samples_file: Path) -> dict:
     date = SAMPLES_NAME.match(samples_file.name)["date"]
     candidates = sorted(samples_file.parent.glob(f"*_{date}.json"))
     for path in candidates:
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise SmolmixError(f"unreadable lm-eval results file ({exc})",
-                               str(path)) from None
+        data = read_json(path, "lm-eval results file")
         if isinstance(data, dict) and "results" in data:
             return data
     return {}
@@ -379,7 +386,9 @@ def ingest_lm_eval(folder: Path, out: Path, mixture: Path | None = None,
                    tags: Mapping[str, str] | None = None, seed: int = 0) -> dict:
     """Convert lm-eval's ``--output_path DIR --log_samples`` output into the eval run ``out``."""
     out = Path(out)
-    check_output_dir(out, replace=False)
+    inputs = eval_inputs(folder, mixture)
+    check_output_dir(out, inputs=inputs)
+    check_settings(seed=seed)
     start = time.perf_counter()
     place, files = find_lm_eval_output(Path(folder))
     rows: list[dict] = []
@@ -387,7 +396,7 @@ def ingest_lm_eval(folder: Path, out: Path, mixture: Path | None = None,
     merged: dict[str, Any] = {}
     for task, path in sorted(files.items()):
         results = _results_for(path)
-        logged = [data for _, data in json_objects(path)]
+        logged = [data for _, data in iter_json_objects(path, "lm-eval samples file")]
         task_rows, infos[task] = convert_task(task, logged,
                                               (results.get("configs") or {}).get(task),
                                               (results.get("results") or {}).get(task))
@@ -402,4 +411,4 @@ def ingest_lm_eval(folder: Path, out: Path, mixture: Path | None = None,
     arguments = {"model": model, "from_lm_eval": str(folder),
                  "files": [str(p) for _, p in sorted(files.items())]}
     return _write_run(out, rows, infos, merged, arguments, model, mixture, tags, seed,
-                      time.perf_counter() - start)
+                      time.perf_counter() - start, inputs)

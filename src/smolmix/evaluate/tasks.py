@@ -20,8 +20,9 @@ import datasets
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from smolmix.core.config import invalid, read_yaml
-from smolmix.core.errors import SmolmixError
-from smolmix.core.records import Record, json_objects
+from smolmix.core.errors import SmolmixError, first_line
+from smolmix.core.inputs import iter_json_objects, read_csv_header, read_text, reading
+from smolmix.core.records import Record
 from smolmix.grading.extract import ANSWER_FORMATS
 from smolmix.models.prompting import CHAT, Prompt
 
@@ -64,7 +65,7 @@ class TaskSpec(BaseModel):
     reference_field: str | None = None
     prompt_template: str | None = Field(None, description="str.format over the row's fields")
     answer_format: str | None = None
-    max_new_tokens: int | None = Field(None, gt=0)
+    max_new_tokens: int | None = Field(None, gt=0, le=2**24, description="1 to 16,777,216")
     stop: list[str] | None = None
     limit: int | None = Field(None, gt=0, description="evaluate the first N examples")
     num_fewshot: int = Field(0, ge=0, description="solved examples before each question "
@@ -173,6 +174,23 @@ def _check_spec(spec: TaskSpec, where: str) -> None:
     if fmt is not None and fmt not in ANSWER_FORMATS:
         raise SmolmixError(f"task {spec.name!r}: unknown answer_format {fmt!r}; known: "
                            f"{', '.join(ANSWER_FORMATS)}", where)
+    if spec.prompt_template is not None:
+        template_fields(spec.prompt_template, f"task {spec.name!r}: prompt_template", where)
+
+
+def template_fields(template: str, what: str, where: str) -> set[str]:
+    """The row fields a ``str.format`` template names; a malformed template (an unbalanced
+    brace, a positional ``{}`` or ``{0}``) is an error."""
+    try:
+        names = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+    except ValueError as exc:
+        raise SmolmixError(f"{what} is not a valid template ({exc}; write a literal brace "
+                           "as {{ or }})", where) from None
+    for name in names:
+        if not name or name.isdigit():
+            raise SmolmixError(f"{what} has a positional field {{{name}}}; name a row field, "
+                               "e.g. {question}", where)
+    return names
 
 
 def load_task(spec: TaskSpec, seed: int = 0) -> EvalTask:
@@ -211,31 +229,74 @@ def load_task(spec: TaskSpec, seed: int = 0) -> EvalTask:
 def _example(task: EvalTask, i: int, row: dict, what: str = "example ") -> tuple[str, str]:
     """One row's prompt (the task's template over its fields) and reference."""
     template = task.setting("prompt_template") or "{" + task.setting("prompt_field") + "}"
-    fields = {f for _, f, _, _ in string.Formatter().parse(template) if f}
+    where = str(task.spec.path or task.name)
+    fields = template_fields(template, f"task {task.name!r}: prompt_template", where)
     needed = sorted(fields | {task.setting("reference_field")})
     missing = [f for f in needed if f not in row or row[f] is None]
     if missing:
-        raise SmolmixError(f"task {task.name!r}: {what}{i} has no field {missing[0]!r}",
-                           str(task.spec.path or task.name))
-    return template.format(**row), str(row[task.setting("reference_field")])
+        raise SmolmixError(f"task {task.name!r}: {what}{i} has no field {missing[0]!r}", where)
+    try:
+        prompt = template.format(**row)
+    except (ValueError, KeyError, IndexError, AttributeError, TypeError) as exc:
+        raise SmolmixError(f"task {task.name!r}: prompt_template cannot format {what}{i} "
+                           f"({first_line(exc, 120)})", where) from None
+    return prompt, str(row[task.setting("reference_field")])
 
 
 def _read_rows(spec: TaskSpec) -> list[dict]:
+    """The task's rows from its ``path``: JSONL (strict UTF-8, every line an object), a
+    ``datasets`` folder (``save_to_disk``), Parquet or CSV (every column as text)."""
     path = Path(spec.path)
+    what = f"task {spec.name!r} data"
     if not path.exists():
         raise SmolmixError(f"task {spec.name!r}: data {spec.path!r} does not exist", "path")
     if path.suffix.lower() in (".jsonl", ".json") and path.is_file():
-        return [data for _, data in json_objects(path)]
+        return [data for _, data in iter_json_objects(path, what)]
     if path.is_dir():
+        return _read_saved(path, spec, what)
+    kind = path.suffix.lower()
+    if kind == ".parquet":
+        import pyarrow.parquet as pq
+
+        with reading(path, what):
+            return pq.read_table(path).to_pylist()
+    if kind == ".csv":
+        import pyarrow as pa
+        import pyarrow.csv as pv
+
+        names = read_csv_header(path, what)
+        if not names or len(set(names)) != len(names):
+            raise SmolmixError(f"{what}: the CSV header must name distinct columns, got "
+                               f"{names}", f"{path}:1")
+        convert = pv.ConvertOptions(column_types={c: pa.string() for c in names},
+                                    strings_can_be_null=True)
+        with reading(path, what):
+            try:
+                table = pv.read_csv(path, convert_options=convert,
+                                    parse_options=pv.ParseOptions(newlines_in_values=True))
+            except pa.ArrowInvalid as exc:
+                if "UTF8" in str(exc):
+                    read_text(path, what)  # names the bad byte and its offset
+                raise
+        return table.to_pylist()
+    raise SmolmixError(f"unsupported task data {path.suffix!r} (use .jsonl, .json, .parquet, "
+                       ".csv or a datasets folder)", str(path))
+
+
+def _read_saved(path: Path, spec: TaskSpec, what: str) -> list[dict]:
+    """The rows of a ``datasets`` ``save_to_disk`` folder (a split of a ``DatasetDict``)."""
+    if not any((path / name).is_file() for name in ("state.json", "dataset_dict.json")):
+        raise SmolmixError(f"{what}: not a datasets folder (no state.json or "
+                           "dataset_dict.json from save_to_disk)", str(path))
+    with reading(path, what):
         data = datasets.load_from_disk(str(path))
-        if isinstance(data, datasets.DatasetDict):
-            data = data[spec.split or next(iter(data))]
-    else:
-        kind = {".parquet": "parquet", ".csv": "csv"}.get(path.suffix.lower())
-        if kind is None:
-            raise SmolmixError(f"unsupported task data {path.suffix!r}", str(path))
-        data = datasets.load_dataset(kind, data_files=str(path), split="train")
-    return data.to_list()
+    if isinstance(data, datasets.DatasetDict):
+        split = spec.split or next(iter(data), None)
+        if split not in data:
+            raise SmolmixError(f"{what}: no split {split!r} (has {', '.join(data)})", str(path))
+        data = data[split]
+    with reading(path, what):
+        return data.to_list()
 
 
 def resolve_tasks(args: Sequence[str]) -> list[TaskSpec]:

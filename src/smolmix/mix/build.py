@@ -7,12 +7,14 @@ import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from smolmix.core.errors import SmolmixError
+from smolmix.core.inputs import reading
 from smolmix.mix import strategies as st
 from smolmix.mix.hygiene import Decontaminator, near_duplicates, scan, texts_at
 from smolmix.mix.recipe import (
@@ -27,7 +29,7 @@ from smolmix.mix.recipe import (
     Uniform,
     Weights,
 )
-from smolmix.mix.sample import Cursor, example_counts, seeded_rng
+from smolmix.mix.sample import Cursor, check_plan_memory, example_counts, seeded_rng
 from smolmix.mix.sources import RecordTexts, load_source, record_text, take_rows
 
 REMOVED_FILE = "removed.jsonl"
@@ -76,12 +78,15 @@ def hygiene_drops(recipe: Recipe, texts: Sequence[str]) -> np.ndarray:
 
 def load_pool(recipe: Recipe) -> Pool:
     """Load every source, drop duplicates and contaminated examples, group rows into buckets."""
+    tokenizer = None
+    if recipe.tokenizer_path() is not None:  # a bad tokenizer is refused before any reading
+        tokenizer = load_counting_tokenizer(recipe.tokenizer_path(), recipe.where("tokenizer"))
     table = pa.concat_tables([load_source(spec, recipe.base_dir) for spec in recipe.sources])
     texts = RecordTexts(table)
     drop = hygiene_drops(recipe, texts)
     tokens = None
-    if recipe.tokenizer_path() is not None:
-        tokens = count_tokens(recipe.tokenizer_path(), texts)
+    if tokenizer is not None:
+        tokens = count_tokens(tokenizer, texts)
     dirty = np.flatnonzero(drop == 1 + REASONS.index("contaminated"))
     picked = table.select(["source", "task"]).take(pa.array(dirty)).to_pylist()
     removed_rows = [{**row, "row": int(i), "reason": "contaminated", "text": text}
@@ -114,13 +119,21 @@ def load_pool(recipe: Recipe) -> Pool:
     return pool
 
 
-def count_tokens(tokenizer_path: Path, texts: Sequence[str]) -> np.ndarray:
-    """Tokens per example (prompt and completion) with the recipe's tokenizer."""
+def load_counting_tokenizer(path: Path, where: str) -> Any:
+    """The recipe's tokenizer (for token budgets); a folder that holds none, or a corrupt
+    one, is an error naming it."""
     # transformers (and torch behind it) only when a recipe budgets in tokens: smolmix mix
     # does not otherwise pay their import time.
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
+    with reading(where, f"tokenizer {str(path)!r}"):
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        tokenizer(["a check"], add_special_tokens=False)  # one that loads but cannot encode
+    return tokenizer
+
+
+def count_tokens(tokenizer: Any, texts: Sequence[str]) -> np.ndarray:
+    """Tokens per example (prompt and completion) with the recipe's tokenizer."""
     counts = np.zeros(len(texts), dtype=np.int64)
     for start in range(0, len(texts), 10_000):
         ids = tokenizer(list(texts[start:start + 10_000]), add_special_tokens=False)["input_ids"]
@@ -166,10 +179,13 @@ class StagePlan:
 
 
 def plan(recipe: Recipe, pool: Pool) -> list[StagePlan]:
-    """Draw every stage's rows; cursors persist across stages (fresh examples first)."""
+    """Draw every stage's rows; cursors persist across stages (fresh examples first).
+
+    The whole plan is sized first: one that needs more memory than the machine has is
+    refused before any row is drawn."""
     cursors = {b: Cursor(b, rows, recipe.seed, recipe.max_repeats)
                for b, rows in pool.buckets.items()}
-    plans = []
+    sized = []
     for stage in recipe.stages():
         members = [b for b in pool.buckets if b.source in stage.sources]
         if not members:
@@ -177,13 +193,17 @@ def plan(recipe: Recipe, pool: Pool) -> list[StagePlan]:
         shares = stage_shares(stage, members)
         if stage.budget.examples is not None:
             counts = example_counts(shares, stage.budget.examples)
-            rows = {b: cursors[b].take(n) for b, n in counts.items()}
+            draws = {b: (cursors[b].reserve(n), n) for b, n in counts.items()}
         else:
             assert pool.tokens is not None
-            rows = {b: cursors[b].take_tokens(s * stage.budget.tokens, pool.tokens)
-                    for b, s in shares.items()}
-        plans.append(StagePlan(stage.name, shares, rows))
-    return plans
+            draws = {b: cursors[b].reserve_tokens(s * stage.budget.tokens, pool.tokens)
+                     for b, s in shares.items()}
+        sized.append((stage.name, shares, draws))
+    where = recipe.where("budget") if recipe.budget is not None else recipe.where("stages")
+    check_plan_memory(sum(n for _, _, draws in sized for _, n in draws.values()), where)
+    return [StagePlan(name, shares, {b: cursors[b].rows_at(start, n)
+                                     for b, (start, n) in draws.items()})
+            for name, shares, draws in sized]
 
 
 CHUNK_ROWS = 65_536

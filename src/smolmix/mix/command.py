@@ -14,7 +14,8 @@ import datasets
 import pyarrow as pa
 
 from smolmix.core.errors import SmolmixError
-from smolmix.core.rundir import atomic_output, check_output_dir, write_manifest
+from smolmix.core.output import atomic_output, check_output_dir
+from smolmix.core.rundir import write_manifest
 from smolmix.mix.build import (
     REASONS,
     REMOVED_FILE,
@@ -24,7 +25,7 @@ from smolmix.mix.build import (
     summarize_mixture,
 )
 from smolmix.mix.output import write_mixture
-from smolmix.mix.recipe import load_recipe
+from smolmix.mix.recipe import Recipe, load_recipe
 
 
 def plan_table(summary: dict) -> str:
@@ -51,12 +52,13 @@ def build_mixture(recipe_path: Path, out: Path | None, quiet: bool = False,
 
     With ``dry_run`` nothing is written and ``out`` may be None.
     """
-    if not dry_run:
-        if out is None:
-            raise SmolmixError("an output directory is required", "--out")
-        check_output_dir(Path(out), replace=False)
+    if not dry_run and out is None:
+        raise SmolmixError("an output directory is required", "--out")
     say = (lambda msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
-    recipe = load_recipe(Path(recipe_path))
+    recipe = load_recipe(Path(recipe_path))  # quick: no source is read yet
+    inputs = recipe_inputs(recipe)
+    if not dry_run:  # a place it may write, never over or around a file the recipe reads
+        check_output_dir(Path(out), inputs=inputs)
     say(f"loading {len(recipe.sources)} sources and applying hygiene")
     pool = load_pool(recipe)
     plans = plan(recipe, pool)
@@ -67,7 +69,7 @@ def build_mixture(recipe_path: Path, out: Path | None, quiet: bool = False,
     say(f"writing {rows} examples to {out}")
     formats = list(export if export is not None else recipe.export)
     pa.default_memory_pool().release_unused()  # what reading and hygiene left behind
-    with atomic_output(Path(out), replace=False) as work, _progress_bars(not quiet):
+    with atomic_output(Path(out), inputs=inputs) as work, _progress_bars(not quiet):
         approx = pool.table.nbytes * rows // max(1, pool.table.num_rows)
         write_mixture(work, mixture_chunks(recipe, pool, plans), rows, approx,
                       fingerprint=recipe.hash()[:16], formats=formats)
@@ -77,6 +79,18 @@ def build_mixture(recipe_path: Path, out: Path | None, quiet: bool = False,
         write_manifest(work, "mixture", {"recipe": str(recipe_path)}, seed=recipe.seed,
                        extra=summary)
     return summary
+
+
+def recipe_inputs(recipe: Recipe) -> list[Path]:
+    """Every file and folder a recipe reads: itself, its sources, its evaluation sets and its
+    tokenizer."""
+    found = [] if recipe.path is None else [recipe.path]
+    for spec in [*recipe.sources, *recipe.hygiene.decontaminate]:
+        location = spec.location(recipe.base_dir)
+        if location is not None:
+            found.append(location)
+    tokenizer = recipe.tokenizer_path()
+    return found + ([tokenizer] if tokenizer is not None else [])
 
 
 @contextmanager

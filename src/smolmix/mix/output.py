@@ -11,10 +11,11 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import BinaryIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from datasets import Dataset, DatasetInfo, Features
+from datasets import DatasetInfo, Features
 from datasets.arrow_writer import ArrowWriter
 
 MAX_SHARD_BYTES = 500 * 2**20  # datasets' default max_shard_size
@@ -37,7 +38,7 @@ class _Exports:
 
     def write(self, chunk: pa.Table) -> None:
         if self.jsonl is not None:
-            Dataset(chunk).to_json(self.jsonl, lines=True, force_ascii=False)
+            write_jsonl_rows(self.jsonl, chunk)
         if "parquet" in self.formats:
             if self.parquet is None:
                 self.parquet = pq.ParquetWriter(self.work / "mixture.parquet", chunk.schema)
@@ -48,6 +49,15 @@ class _Exports:
             self.jsonl.close()
         if self.parquet is not None:
             self.parquet.close()
+
+
+def write_jsonl_rows(fh: BinaryIO, table: pa.Table, batch_rows: int = 4096) -> None:
+    """Append ``table`` to a JSONL file, one compact JSON object a row (UTF-8, non-ASCII as
+    is), as ``Dataset.to_json(lines=True, force_ascii=False)`` writes it but from Python:
+    pandas' C writer crashes when Ctrl-C or SIGTERM lands inside it."""
+    dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+    for batch in table.to_batches(max_chunksize=batch_rows):
+        fh.write("".join(dumps(row) + "\n" for row in batch.to_pylist()).encode("utf-8"))
 
 
 def write_mixture(work: Path, chunks: Iterable[pa.Table], rows: int, approx_bytes: int,

@@ -37,8 +37,19 @@ from pydantic_core import PydanticCustomError
 from smolmix.core.config import UnionHelp, dotted, invalid, locate, read_yaml
 from smolmix.core.errors import SmolmixError
 
-Number = StrictFloat  # ints are accepted and stored as floats (stable hash)
-Count = Annotated[StrictInt, Field(gt=0)]
+# Limits on the numbers a recipe may give (stated in the schema, checked before any work):
+# beyond them a number is a typo, or asks for more than any machine can hold.
+MAX_BUDGET = 10**12  # examples or tokens per stage
+MAX_SEED = 2**32 - 1
+MAX_REPEATS = 10**6
+MAX_ALPHA = 100.0
+MAX_WEIGHT = 1e12
+MAX_NUM_PERM = 4096
+MAX_NGRAM = 1000
+
+# ints are accepted and stored as floats (stable hash); NaN and infinity are refused
+Number = Annotated[StrictFloat, Field(allow_inf_nan=False)]
+Count = Annotated[StrictInt, Field(gt=0, le=MAX_BUDGET)]
 Name = Annotated[str, Field(min_length=1)]
 
 
@@ -57,7 +68,8 @@ def _scalar_text(value: Any) -> Any:
 
 
 Text = Annotated[str, BeforeValidator(_scalar_text)]
-Share = Annotated[Number, Field(json_schema_extra={"exclusiveMinimum": 0, "exclusiveMaximum": 1})]
+Share = Annotated[Number, Field(json_schema_extra={"exclusiveMinimum": 0, "exclusiveMaximum": 1},
+                                description="a share of the mixture, in (0, 1)")]
 
 
 class _Model(BaseModel):
@@ -100,7 +112,9 @@ class Temperature(_Step):
 
     kind: ClassVar[str] = "temperature"
     base: ClassVar[bool] = True
-    alpha: Annotated[Number, Field(ge=0)]
+    alpha: Annotated[Number, Field(
+        ge=0, le=MAX_ALPHA, description=f"the exponent, a finite number in [0, {MAX_ALPHA:g}] "
+        "(1: natural, 0: uniform)")]
 
     def yaml(self) -> Any:
         return {"temperature": {"alpha": self.alpha}}
@@ -111,7 +125,8 @@ class Weights(_Step):
 
     kind: ClassVar[str] = "weights"
     base: ClassVar[bool] = True
-    weights: dict[str, Number]
+    weights: Annotated[dict[str, Number], Field(
+        description=f"task -> weight, each a finite number in [0, {MAX_WEIGHT:g}], not all 0")]
 
     @field_validator("weights")
     @classmethod
@@ -119,6 +134,9 @@ class Weights(_Step):
         for task, weight in weights.items():
             if weight < 0:
                 raise _problem(f"weight for {task!r} must not be negative, got {weight}")
+            if weight > MAX_WEIGHT:
+                raise _problem(f"weight for {task!r} must be at most {MAX_WEIGHT:g}, got "
+                               f"{weight:g}")
         if not weights or sum(weights.values()) <= 0:
             raise _problem("weights are all zero")
         return weights
@@ -290,8 +308,11 @@ def _base_first(steps: list[_Step]) -> list[_Step]:
 class Budget(_Model):
     """How much to sample: a number of examples or of tokens (exactly one)."""
 
-    examples: Count | None = None
-    tokens: Count | None = None
+    examples: Annotated[Count | None, Field(
+        description=f"examples to draw, an integer in [1, {MAX_BUDGET:.0e}]")] = None
+    tokens: Annotated[Count | None, Field(
+        description=f"tokens to draw (needs tokenizer), an integer in [1, {MAX_BUDGET:.0e}]")] \
+        = None
 
     @model_validator(mode="after")
     def _one(self) -> Budget:
@@ -362,9 +383,12 @@ class Stage(_Model):
 class NearDedup(_Model):
     """MinHash near-duplicate settings."""
 
-    threshold: Annotated[Number, Field(gt=0, le=1)] = 0.85
-    num_perm: Annotated[StrictInt, Field(ge=2)] = 128
-    ngram: Annotated[StrictInt, Field(ge=1)] = 5
+    threshold: Annotated[Number, Field(gt=0, le=1, description="Jaccard similarity in (0, 1]")] \
+        = 0.85
+    num_perm: Annotated[StrictInt, Field(
+        ge=2, le=MAX_NUM_PERM, description=f"MinHash permutations, in [2, {MAX_NUM_PERM}]")] = 128
+    ngram: Annotated[StrictInt, Field(
+        ge=1, le=MAX_NGRAM, description=f"words per shingle, in [1, {MAX_NGRAM}]")] = 5
 
 
 class Hygiene(_Model):
@@ -373,7 +397,9 @@ class Hygiene(_Model):
     dedup: Literal["exact", "near", "none"] = "exact"
     near: NearDedup = NearDedup()
     decontaminate: list[SourceSpec] = []
-    ngram: Annotated[StrictInt, Field(ge=1)] = 13
+    ngram: Annotated[StrictInt, Field(
+        ge=1, le=MAX_NGRAM, description=f"decontamination n-gram (words), in [1, {MAX_NGRAM}]")] \
+        = 13
 
 
 class Recipe(_Model):
@@ -381,10 +407,14 @@ class Recipe(_Model):
 
     model_config = ConfigDict(extra="forbid", frozen=True, title="smolmix recipe")
 
-    seed: Annotated[StrictInt, Field(ge=0)] = 0
+    seed: Annotated[StrictInt, Field(
+        ge=0, le=MAX_SEED, description=f"every random choice flows from it; in [0, {MAX_SEED}]")] \
+        = 0
     budget: Budget | None = None
     tokenizer: Name | None = None
-    max_repeats: Annotated[StrictInt, Field(ge=1)] = 1
+    max_repeats: Annotated[StrictInt, Field(
+        ge=1, le=MAX_REPEATS, description="the most times one example may be drawn, in "
+        f"[1, {MAX_REPEATS:.0e}]; the plan must also fit in this machine's memory")] = 1
     sources: Annotated[list[SourceSpec], Field(min_length=1)]
     strategy: Strategy | None = None
     stage_list: Annotated[list[Stage] | None, Field(alias="stages", min_length=1)] = None

@@ -46,7 +46,12 @@ def seeded_rng(*parts: object) -> np.random.Generator:
 
 
 class Cursor:
-    """Walks a seeded permutation of one bucket's row indices, pass after pass."""
+    """Walks a seeded permutation of one bucket's row indices, pass after pass.
+
+    Drawing is in two steps, so that a whole plan can be sized before any memory is taken:
+    :meth:`reserve` / :meth:`reserve_tokens` advance the cursor and say which stretch of the
+    walk a draw is, :meth:`rows_at` gives that stretch's row indices.
+    """
 
     def __init__(self, bucket: Bucket, rows: np.ndarray, seed: int, max_repeats: int) -> None:
         self.bucket = bucket
@@ -60,31 +65,90 @@ class Cursor:
     def capacity(self) -> int:
         return len(self.rows) * self.max_repeats
 
-    def _next(self, count: int) -> np.ndarray:
-        return self.rows[np.arange(self.used, self.used + count) % len(self.rows)]
+    def rows_at(self, start: int, count: int) -> np.ndarray:
+        """The row indices of the walk from ``start``, ``count`` of them."""
+        return self.rows[np.arange(start, start + count) % len(self.rows)]
 
-    def take(self, count: int) -> np.ndarray:
+    def reserve(self, count: int) -> int:
+        """Advance by ``count`` examples (within the repetition cap); return where they start."""
         if self.used + count > self.capacity:
             raise SmolmixError(
                 f"needs {self.used + count} examples of task {self.bucket.task!r} but has "
                 f"{len(self.rows)} × max_repeats {self.max_repeats} = {self.capacity}",
                 f"source {self.bucket.source!r}")
-        picked = self._next(count)
+        start = self.used
         self.used += count
-        return picked
+        return start
+
+    def reserve_tokens(self, target: float, lengths: np.ndarray) -> tuple[int, int]:
+        """Advance by examples until their token count is as close to ``target`` as a whole
+        example allows; return (start, count). The walk is periodic (one pass of the bucket),
+        so this takes one pass's memory, whatever the repetition cap."""
+        left = self.capacity - self.used
+        n = len(self.rows)
+        total = 0  # tokens of the examples left under the cap, when all of them are needed
+        if left <= 0 or n == 0:
+            count = 0
+        else:
+            offset = self.used % n
+            sizes = lengths[np.roll(self.rows, -offset)]  # one pass, from the cursor on
+            ends = np.cumsum(sizes)
+            per_pass = int(ends[-1])
+            if per_pass == 0:
+                count = left
+            else:  # every example of the earlier passes fits; then as in one pass
+                passes = max(0, int(target // per_pass))
+                while passes > 0 and passes * per_pass > target:
+                    passes -= 1
+                within = int(np.searchsorted(passes * per_pass + ends - sizes / 2, target,
+                                             side="right"))
+                count = min(left, passes * n + within)
+            full, rest = divmod(left, n)
+            total = full * per_pass + (int(ends[rest - 1]) if rest else 0)
+        if count == left and n and total + 0.5 * int(lengths[self.rows].max()) < target:
+            raise SmolmixError(
+                f"token budget needs about {target:.0f} tokens of task "
+                f"{self.bucket.task!r} but the repetition cap allows {total} "
+                f"(max_repeats {self.max_repeats})", f"source {self.bucket.source!r}")
+        start = self.used
+        self.used += count
+        return start, count
+
+    def take(self, count: int) -> np.ndarray:
+        return self.rows_at(self.reserve(count), count)
 
     def take_tokens(self, target: float, lengths: np.ndarray) -> np.ndarray:
         """Examples until their token count is as close to ``target`` as a whole example allows."""
-        candidates = self._next(self.capacity - self.used)
-        sizes = lengths[candidates]
-        ends = np.cumsum(sizes)
-        count = int(np.searchsorted(ends - sizes / 2, target, side="right"))
-        if count == len(candidates):
-            total = int(ends[-1]) if count else 0
-            if total + 0.5 * int(lengths[self.rows].max()) < target:
-                raise SmolmixError(
-                    f"token budget needs about {target:.0f} tokens of task "
-                    f"{self.bucket.task!r} but the repetition cap allows {total} "
-                    f"(max_repeats {self.max_repeats})", f"source {self.bucket.source!r}")
-        self.used += count
-        return candidates[:count]
+        return self.rows_at(*self.reserve_tokens(target, lengths))
+
+
+# Bytes of memory a plan takes per example drawn, at its peak: the drawn row indices, a stage's
+# indices gathered, permuted and reordered for writing, and the counts in the summary.
+BYTES_PER_DRAWN_ROW = 48
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this machine can give now (``MemAvailable``); None when unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import psutil  # optional: only where /proc/meminfo is not there
+    except ImportError:
+        return None
+    return int(psutil.virtual_memory().available)
+
+
+def check_plan_memory(rows: int, where: str, available: int | None = None) -> None:
+    """Refuse a plan drawing ``rows`` examples whose memory this machine cannot give."""
+    need = rows * BYTES_PER_DRAWN_ROW
+    available = available_memory() if available is None else available
+    if available is not None and need > available:
+        raise SmolmixError(
+            f"the plan draws {rows:,} examples and needs about {need / 2**30:.1f} GiB of "
+            f"memory, more than the {available / 2**30:.1f} GiB available; lower the budget "
+            "or max_repeats", where)

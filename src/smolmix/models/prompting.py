@@ -22,6 +22,7 @@ from pathlib import Path
 from transformers import PreTrainedTokenizerBase
 
 from smolmix.core.errors import SmolmixError
+from smolmix.core.inputs import read_json_object
 
 CHAT, PLAIN = "chat", "plain"
 SETTINGS = ("auto", "on", "off")
@@ -107,10 +108,13 @@ def write_prompt_format(folder: Path, fmt: str) -> None:
 def read_prompt_format(folder: str | Path) -> str | None:
     """The prompt format a model folder was trained with, from the record ``smolmix train``
     writes into its final model and each checkpoint; None when unknown (a model not trained by
-    smolmix, a ``.gguf`` file, a hub id)."""
-    try:
-        data = json.loads((Path(folder) / PROMPT_FORMAT_FILE).read_text())
-    except (OSError, ValueError):
+    smolmix, a ``.gguf`` file, a hub id). A record that is there but unreadable is an error,
+    not a guess."""
+    path = Path(folder) / PROMPT_FORMAT_FILE
+    if not path.is_file():
         return None
-    fmt = data.get("prompt_format") if isinstance(data, dict) else None
-    return fmt if fmt in (CHAT, PLAIN) else None
+    fmt = read_json_object(path, PROMPT_FORMAT_FILE).get("prompt_format")
+    if fmt not in (CHAT, PLAIN):
+        raise SmolmixError(f"prompt_format must be {CHAT!r} or {PLAIN!r}, got "
+                           f"{json.dumps(fmt)[:40]}", str(path))
+    return fmt

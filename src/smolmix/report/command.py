@@ -15,7 +15,8 @@ from pathlib import Path
 
 import smolmix.report.sections  # noqa: F401  (registers smolmix's own kinds)
 from smolmix.core.errors import SmolmixError
-from smolmix.core.rundir import atomic_output, check_output_dir, versions
+from smolmix.core.output import atomic_output, check_output_dir
+from smolmix.core.rundir import versions
 from smolmix.report.assets import Assets
 from smolmix.report.page import REPORT_FILE, Page, Section, write_page
 from smolmix.report.registry import KindReport, kind_report
@@ -89,11 +90,11 @@ def report(runs: Sequence[Path], out: Path, quiet: bool = False) -> Path:
     out = Path(out)
     if not runs:
         raise SmolmixError("give at least one run folder", "RUN")
-    check_output_dir(out, replace=False)
+    check_output_dir(out, inputs=runs)  # never over, or around, a run it reads
     found = read_runs(runs)
     plan(found)  # refuse a bad mix of runs before anything is written
     say(f"reporting {len(found)} run{'s' * (len(found) > 1)}: "
         + ", ".join(f"{r.label} ({r.kind})" for r in found))
-    with atomic_output(out, replace=False) as work:
+    with atomic_output(out, inputs=runs) as work:
         write_page(build_page(found, Assets(work)), work)
     return out / REPORT_FILE

@@ -6,20 +6,21 @@ A file a view needs that is missing or unreadable is a user error naming the fil
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from smolmix.core.errors import SmolmixError
+from smolmix.core.inputs import read_json
 from smolmix.core.records import json_objects
-from smolmix.core.rundir import Manifest, read_manifest
+from smolmix.core.rundir import MANIFEST, Manifest, read_manifest
 from smolmix.diagnose.command import CONTROLS_FILE, DIAGNOSIS_FILE
 from smolmix.evaluate.command import NEEDLE_FILE, NEEDLE_PLOT, SAMPLES_FILE, SCORES_FILE
 from smolmix.evaluate.gap import GAPS_FILE, GAPS_PLOT
 from smolmix.mix.shares import mixture_shares
 from smolmix.train.config import CONFIG_FILE, TrainConfig, load_train_config
-from smolmix.train.curves import CURVES_FILE, final_scores, read_curves
+from smolmix.train.curves import CURVES_FILE, final_scores
 
 
 @dataclass(frozen=True)
@@ -34,15 +35,25 @@ class Run:
     def kind(self) -> str:
         return self.manifest.kind
 
-    def json(self, name: str) -> dict | list:
-        """A JSON file of the run."""
+    def json(self, name: str, kind: type = object) -> Any:
+        """A JSON file of the run, read through the one input layer (strict UTF-8, bounded
+        values); ``kind`` (dict or list) is the top-level type it must have."""
         path = self.folder / name
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except OSError:
-            raise SmolmixError(f"the {self.kind} run has no readable {name}", str(path)) from None
-        except ValueError as exc:
-            raise SmolmixError(f"not JSON ({exc})", str(path)) from None
+        if not path.is_file():
+            raise SmolmixError(f"the {self.kind} run has no readable {name}", str(path))
+        data = read_json(path, f"the {self.kind} run's {name}")
+        if kind is not object and not isinstance(data, kind):
+            noun = {dict: "an object", list: "a list"}[kind]
+            raise SmolmixError(f"{name} must hold {noun}, not {type(data).__name__}",
+                               str(path))
+        return data
+
+    def jsonl(self, name: str) -> list[dict]:
+        """The objects of a JSONL file of the run (none when the file is absent)."""
+        path = self.folder / name
+        if not path.is_file():
+            return []
+        return [row for _, row in json_objects(path, f"the {self.kind} run's {name}")]
 
 
 def labels(folders: Sequence[Path]) -> list[str]:
@@ -84,8 +95,43 @@ class MixtureView:
     @classmethod
     def read(cls, run: Run) -> MixtureView:
         m = run.manifest
-        return cls(run, m.get("stages") or [], m.get("by_task") or {},
-                   (m.get("hygiene") or {}).get("by_task") or {})
+        where = str(run.folder / MANIFEST)
+        stages = _shaped(m.get("stages") or [], "stages", list, where)
+        for stage in stages:
+            _shaped(stage, "stages[]", dict, where)
+            if not isinstance(stage.get("name"), str) or not _number(stage.get("examples")):
+                raise SmolmixError("manifest stages must each have a name and a number of "
+                                   "examples", where)
+        by_task = _shaped(m.get("by_task") or {}, "by_task", dict, where)
+        for stage, tasks in by_task.items():
+            for task, stats in _shaped(tasks, f"by_task.{stage}", dict, where).items():
+                _shaped(stats, f"by_task.{stage}.{task}", dict, where)
+                if not all(_number(stats.get(k)) for k in STAT_KEYS):
+                    raise SmolmixError(f"manifest by_task.{stage}.{task} lacks one of "
+                                       f"{', '.join(STAT_KEYS)}", where)
+        hygiene = _shaped(m.get("hygiene") or {}, "hygiene", dict, where)
+        by_hygiene = _shaped(hygiene.get("by_task") or {}, "hygiene.by_task", dict, where)
+        for task, stats in by_hygiene.items():
+            if not all(_number(v) for v in _shaped(stats, f"hygiene.by_task.{task}", dict,
+                                                   where).values()):
+                raise SmolmixError(f"manifest hygiene.by_task.{task} must hold numbers",
+                                   where)
+        return cls(run, stages, by_task, by_hygiene)
+
+
+STAT_KEYS = ("requested_share", "achieved_share", "selected", "repetitions")
+
+
+def _shaped(value: Any, key: str, kind: type, where: str) -> Any:
+    """``value`` when it is a ``kind`` (a hand-edited manifest may hold anything)."""
+    if not isinstance(value, kind):
+        noun = {dict: "an object", list: "a list"}[kind]
+        raise SmolmixError(f"manifest {key} must be {noun}, not {type(value).__name__}", where)
+    return value
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -102,9 +148,14 @@ class TrainView:
     @classmethod
     def read(cls, run: Run) -> TrainView:
         config = load_train_config(run.folder / CONFIG_FILE)
-        curves = read_curves(run.folder / CURVES_FILE)
+        curves = run.jsonl(CURVES_FILE)
+        for number, row in enumerate(curves, start=1):
+            if not isinstance(row.get("step"), int) or not isinstance(row.get("task"), str):
+                raise SmolmixError(f"a {CURVES_FILE} row without an integer step and a task",
+                                   f"{run.folder / CURVES_FILE}: row {number}")
         final = run.manifest.get("final") or final_scores(curves)
-        controls = run.json(CONTROLS_FILE) if (run.folder / CONTROLS_FILE).is_file() else {}
+        controls = run.json(CONTROLS_FILE, dict) \
+            if (run.folder / CONTROLS_FILE).is_file() else {}
         return cls(run, config, curves, final, controls, _mixture_shares(config.mixture))
 
     def metrics(self) -> list[str]:
@@ -153,11 +204,8 @@ class EvalView:
         m = run.manifest
         model, tags = str(m.get("model", "")), dict(m.get("tags") or {})
         if m.get("probe") == "needle":
-            return cls(run, model, tags, needle=run.json(NEEDLE_FILE))
-        samples_path = run.folder / SAMPLES_FILE
-        samples = [row for _, row in json_objects(samples_path)] \
-            if samples_path.is_file() else []
-        return cls(run, model, tags, run.json(SCORES_FILE), samples)
+            return cls(run, model, tags, needle=run.json(NEEDLE_FILE, dict))
+        return cls(run, model, tags, run.json(SCORES_FILE, dict), run.jsonl(SAMPLES_FILE))
 
 
 @dataclass(frozen=True)
@@ -175,7 +223,7 @@ class DiagnosisView:
 
     @classmethod
     def read(cls, run: Run) -> DiagnosisView:
-        return cls(run, run.json(DIAGNOSIS_FILE))
+        return cls(run, run.json(DIAGNOSIS_FILE, dict))
 
 
 @dataclass(frozen=True)
@@ -192,4 +240,4 @@ class GapView:
 
     @classmethod
     def read(cls, run: Run) -> GapView:
-        return cls(run, run.json(GAPS_FILE))
+        return cls(run, run.json(GAPS_FILE, list))

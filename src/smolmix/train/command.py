@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -29,12 +28,18 @@ from transformers.integrations import INTEGRATION_TO_CALLBACK
 from transformers.utils import logging as hf_logging
 
 from smolmix.core.errors import SmolmixError, lookup
+from smolmix.core.output import (
+    PartialClaim,
+    check_output_dir,
+    claim_partial,
+    partial_path,
+)
 from smolmix.core.records import Record, by_task
 from smolmix.core.rundir import CHECKPOINTS_DIR, list_checkpoints, write_manifest
 from smolmix.grading.extract import EXTRACTORS
 from smolmix.models.loading import check_model_path, check_vocabulary, load_model, load_tokenizer
 from smolmix.models.prompting import choose_format, write_prompt_format
-from smolmix.train.config import TrainConfig, check_passthrough, save_train_config
+from smolmix.train.config import MAX_STEPS, TrainConfig, check_passthrough, save_train_config
 from smolmix.train.curves import Scorer, TeacherForcedEvaluator, final_scores, generation_scorer
 from smolmix.train.data import load_mixture, read_records, split_holdout
 from smolmix.train.encoding import (
@@ -44,6 +49,7 @@ from smolmix.train.encoding import (
     pack,
     truncate,
 )
+from smolmix.train.guards import FiniteGuard, NonFiniteTraining
 from smolmix.train.lora import apply_lora
 from smolmix.train.trainer import check_training_arguments, fit
 
@@ -84,9 +90,13 @@ class _Fingerprint(TrainerCallback):
     def on_save(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
             folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-            (folder / FINGERPRINT_FILE).write_text(json.dumps(
-                {"fingerprint": self.fingerprint, "step": state.global_step}))
             write_prompt_format(folder, self.prompt_format)
+            # Written last and renamed into place: the mark of a complete checkpoint (a kill
+            # while the Trainer saves leaves a folder without it, which --resume skips).
+            tmp = folder / (FINGERPRINT_FILE + ".tmp")
+            tmp.write_text(json.dumps({"fingerprint": self.fingerprint,
+                                       "step": state.global_step}))
+            tmp.replace(folder / FINGERPRINT_FILE)
 
 
 def train(config: TrainConfig, out: Path, resume: bool | Path = False, quiet: bool = False,
@@ -98,15 +108,37 @@ def train(config: TrainConfig, out: Path, resume: bool | Path = False, quiet: bo
     from that checkpoint. ``scorers`` add per-task metrics to the curves (the lab's
     interference split, for one).
     """
-    state = PartialState()
+    # The process group as the Trainer will set it up (on a CPU only with cpu=True), before
+    # any process decides whether it is the main one (the one that claims <out>.partial).
+    state = PartialState(cpu=not torch.cuda.is_available())
     if quiet or not state.is_main_process:
         hf_logging.disable_progress_bar()
     say = (lambda msg: None) if quiet or not state.is_main_process else (
         lambda msg: print(msg, file=sys.stderr, flush=True))
     out = Path(out)
-    partial = out.with_name(out.name + ".partial")
-    if out.exists():
-        raise SmolmixError(f"output path {str(out)!r} already exists", "--out")
+    check_output_dir(out, inputs=_local_inputs(config))
+    claim = claim_partial(out) if state.is_main_process else None
+    try:
+        return _train(config, out, claim, state, resume, quiet, scorers, say)
+    except BaseException as exc:
+        if claim is not None:
+            diverged = isinstance(exc, NonFiniteTraining) and resume is False
+            if not _complete_checkpoints(claim.path) or diverged:
+                claim.discard()  # nothing worth keeping: no trace of this run
+            else:
+                claim.release()  # checkpoints for --resume stay in <out>.partial
+        raise
+
+
+def _local_inputs(config: TrainConfig) -> list[Path]:
+    """The config's files and folders that exist here (a hub id is not one)."""
+    named = [config.model, config.mixture, config.tokenizer, config.eval.data]
+    return [Path(p) for p in named if p is not None and Path(str(p)).exists()]
+
+
+def _train(config: TrainConfig, out: Path, claim: PartialClaim | None, state: PartialState,
+           resume: bool | Path, quiet: bool, scorers: Sequence[Scorer], say) -> dict | None:
+    partial = partial_path(out)
     resume_from = _resume_point(partial, resume, config)
     start = time.perf_counter()
 
@@ -138,6 +170,9 @@ def train(config: TrainConfig, out: Path, resume: bool | Path = False, quiet: bo
     dataset = Dataset.from_dict(encoded)
     per_step = config.batch_size * config.grad_accum * state.num_processes
     steps = config.steps or max(1, math.floor(config.epochs * len(dataset) / per_step))
+    if steps > MAX_STEPS:
+        raise SmolmixError(f"epochs {config.epochs:g} over {len(dataset)} sequences make "
+                           f"{steps:,} steps, more than {MAX_STEPS:,}", "epochs")
     if config.lora is not None:
         model = apply_lora(model, config.lora)
     held, held_encoded, held_dropped = _held_out_encoded(tokenizer, held, config.max_length,
@@ -150,10 +185,9 @@ def train(config: TrainConfig, out: Path, resume: bool | Path = False, quiet: bo
         scorers.append(generation_scorer(tokenizer, held, spec.max_new_tokens,
                                          spec.answer_format, spec.examples, spec.batch_size,
                                          prompt_format))
-    if state.is_main_process:
-        if resume_from is None and partial.exists():
-            shutil.rmtree(partial)  # a stale interrupted run: start over cleanly
-        partial.mkdir(parents=True, exist_ok=True)
+    if claim is not None:
+        if resume_from is None:
+            claim.clear()  # a stale interrupted run: start over cleanly
         save_train_config(config, partial)
     state.wait_for_everyone()
     for what, count in (("training", dropped),
@@ -166,12 +200,13 @@ def train(config: TrainConfig, out: Path, resume: bool | Path = False, quiet: bo
     try:
         curves = fit(model, tokenizer, dataset, evaluator, config, steps, partial,
                      scorers=scorers, resume_from=resume_from,
-                     callbacks=[_Fingerprint(config, prompt_format)],
+                     callbacks=[_Fingerprint(config, prompt_format), FiniteGuard()],
                      progress=not quiet and state.is_main_process, save_to=partial)
     except KeyboardInterrupt:
-        if state.is_main_process:
-            print(f"interrupted: checkpoints kept in {partial}; continue with --resume",
-                  file=sys.stderr)
+        if state.is_main_process and _complete_checkpoints(partial):
+            # the CLI prints it after "interrupted: "
+            raise KeyboardInterrupt(f"checkpoints kept in {partial}; continue with "
+                                    "--resume") from None
         raise
     # Every process must be done writing (each saves its RNG state into the checkpoints)
     # before the main one renames the run folder.
@@ -190,7 +225,7 @@ def train(config: TrainConfig, out: Path, resume: bool | Path = False, quiet: bo
             empty.rmdir()  # the Trainer makes its output folder even when it saves nothing
         write_manifest(partial, "train", {"out": str(out), "resume": str(resume)},
                        seed=config.seed, extra=summary)
-        partial.rename(out)
+        claim.finish(out)
     state.wait_for_everyone()
     return summary if state.is_main_process else None
 
@@ -233,12 +268,18 @@ def _held_out_encoded(tokenizer, held: dict[str, list[Record]], max_length: int,
     return kept, encoded, dropped
 
 
+def _complete_checkpoints(partial: Path) -> list[Path]:
+    """The checkpoints in ``partial`` that were saved whole (their fingerprint written last)."""
+    found = list_checkpoints(partial) if partial.is_dir() else []
+    return [c for c in found if (c / FINGERPRINT_FILE).is_file()]
+
+
 def _resume_point(partial: Path, resume: bool | Path, config: TrainConfig) -> Path | None:
     if resume is False or resume is None:
         return None
     if resume is True:
-        found = list_checkpoints(partial) if partial.exists() else []
-        checkpoint = found[-1] if found else None
+        complete = _complete_checkpoints(partial)
+        checkpoint = complete[-1] if complete else None
         if checkpoint is None:
             raise SmolmixError(f"nothing to resume: no checkpoint in {str(partial)!r}",
                                "--resume")

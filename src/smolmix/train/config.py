@@ -2,6 +2,15 @@
 
 Paths in the file are relative to the file's folder (paths given with ``--set`` to the
 working directory). The resolved config is saved in the run as ``train_config.yaml``.
+
+Every number must be finite (no ``.inf`` / ``.nan``, here or in a pass-through key) and within
+its limits, checked before any work starts: counts of steps (``steps``, ``warmup_steps``,
+``save_every``, ``logging_steps``, ``eval.every``, ...) at most :data:`MAX_STEPS`; batch sizes,
+``grad_accum`` and ``lora.r`` at most :data:`MAX_BATCH`; ``max_length`` and generation lengths
+at most :data:`MAX_TOKENS`; ``epochs`` at most :data:`MAX_EPOCHS`; ``learning_rate`` in
+(0, :data:`MAX_LEARNING_RATE`]; ``weight_decay`` in [0, :data:`MAX_WEIGHT_DECAY`];
+``max_grad_norm`` in (0, :data:`MAX_GRAD_NORM`]; ``seed`` in [0, :data:`MAX_SEED`] (what
+numpy and torch's generators take).
 """
 
 from __future__ import annotations
@@ -9,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,37 +32,49 @@ from smolmix.core.errors import SmolmixError
 
 CONFIG_FILE = "train_config.yaml"
 
+MAX_STEPS = 10**9
+MAX_BATCH = 2**16
+MAX_TOKENS = 2**24
+MAX_EPOCHS = 10**6
+MAX_LEARNING_RATE = 10.0
+MAX_WEIGHT_DECAY = 10.0
+MAX_GRAD_NORM = 1e9
+MAX_LORA_ALPHA = 1e6
+MAX_SEED = 2**32 - 1
+
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class LoraSpec(_Model):
     """LoRA adapters (PEFT) instead of full fine-tuning."""
 
-    r: int = Field(16, gt=0)
-    alpha: float = Field(32.0, gt=0)
-    dropout: float = Field(0.05, ge=0, lt=1)
+    r: int = Field(16, gt=0, le=MAX_BATCH, description=f"rank, 1 to {MAX_BATCH}")
+    alpha: float = Field(32.0, gt=0, le=MAX_LORA_ALPHA,
+                         description=f"scaling, in (0, {MAX_LORA_ALPHA:g}]")
+    dropout: float = Field(0.05, ge=0, lt=1, description="in [0, 1)")
     target_modules: list[str] | Literal["all-linear"] = "all-linear"
 
 
 class GenerationSpec(_Model):
     """Generation accuracy during training (greedy decoding, graded per task)."""
 
-    max_new_tokens: int = Field(64, gt=0)
+    max_new_tokens: int = Field(64, gt=0, le=MAX_TOKENS, description=f"1 to {MAX_TOKENS:,}")
     answer_format: str = "exact"
-    examples: int | None = Field(None, gt=0, description="at most this many per task")
-    batch_size: int = Field(32, gt=0)
+    examples: int | None = Field(None, gt=0, le=MAX_STEPS,
+                                 description="at most this many per task")
+    batch_size: int = Field(32, gt=0, le=MAX_BATCH, description=f"1 to {MAX_BATCH:,}")
 
 
 class EvalSpec(_Model):
     """Per-task held-out evaluation during training."""
 
     data: str | None = Field(None, description="held-out records: JSONL or a mixture folder")
-    holdout_per_task: int = Field(0, ge=0, description="or carve this many per task out of "
-                                  "the mixture (removed from training)")
-    every: int = Field(100, gt=0)
-    batch_size: int = Field(64, gt=0)
+    holdout_per_task: int = Field(0, ge=0, le=MAX_STEPS, description="or carve this many per "
+                                  "task out of the mixture (removed from training)")
+    every: int = Field(100, gt=0, le=MAX_STEPS, description=f"1 to {MAX_STEPS:,} steps")
+    batch_size: int = Field(64, gt=0, le=MAX_BATCH, description=f"1 to {MAX_BATCH:,}")
     generate: GenerationSpec | None = None
 
 
@@ -62,7 +84,8 @@ class TrainConfig(_Model):
     Keys it does not define pass through to TRL's ``SFTConfig`` (``bf16``, ``optim``,
     ``neftune_noise_alpha``, ``push_to_hub``, ...): see :func:`check_passthrough`."""
 
-    model_config = ConfigDict(extra="allow", frozen=True, title="smolmix train config")
+    model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False,
+                              title="smolmix train config")
 
     model: str = Field(description="a local checkpoint folder or a hub id")
     tokenizer: str | None = Field(None, description="default: the model's")
@@ -74,17 +97,21 @@ class TrainConfig(_Model):
     assistant_turns: Literal["all", "last"] = Field(
         "all", description="conversations: the loss on every assistant turn, or the last")
     packing: bool = False
-    max_length: int = Field(1024, gt=0)
-    steps: int | None = Field(None, gt=0, description="default: epochs over the mixture")
-    epochs: float = Field(1.0, gt=0)
-    batch_size: int = Field(8, gt=0)
-    grad_accum: int = Field(1, gt=0)
-    learning_rate: float = Field(2e-5, gt=0)
+    max_length: int = Field(1024, gt=0, le=MAX_TOKENS, description=f"1 to {MAX_TOKENS:,}")
+    steps: int | None = Field(None, gt=0, le=MAX_STEPS, description="default: epochs over the "
+                              f"mixture; 1 to {MAX_STEPS:,}")
+    epochs: float = Field(1.0, gt=0, le=MAX_EPOCHS, description=f"in (0, {MAX_EPOCHS:,}]")
+    batch_size: int = Field(8, gt=0, le=MAX_BATCH, description=f"1 to {MAX_BATCH:,}")
+    grad_accum: int = Field(1, gt=0, le=MAX_BATCH, description=f"1 to {MAX_BATCH:,}")
+    learning_rate: float = Field(2e-5, gt=0, le=MAX_LEARNING_RATE,
+                                 description=f"in (0, {MAX_LEARNING_RATE:g}]")
     lr_scheduler: str = "linear"
-    warmup_steps: int = Field(0, ge=0)
-    weight_decay: float = Field(0.0, ge=0)
-    max_grad_norm: float = Field(1.0, gt=0)
-    seed: int = 0
+    warmup_steps: int = Field(0, ge=0, le=MAX_STEPS, description=f"0 to {MAX_STEPS:,}")
+    weight_decay: float = Field(0.0, ge=0, le=MAX_WEIGHT_DECAY,
+                                description=f"in [0, {MAX_WEIGHT_DECAY:g}]")
+    max_grad_norm: float = Field(1.0, gt=0, le=MAX_GRAD_NORM,
+                                 description=f"gradient clipping, in (0, {MAX_GRAD_NORM:g}]")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description=f"0 to {MAX_SEED:,}")
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     gradient_checkpointing: bool = Field(False, description="recompute activations in the "
                                          "backward pass: less memory, about 30% more time")
@@ -92,12 +119,12 @@ class TrainConfig(_Model):
         "mixture", description="mixture: train in the mixture's order (keeps its stages)")
     save_checkpoints: bool = Field(True, description="resumable checkpoints (--resume, "
                                    "diagnose over checkpoints); false: final model only")
-    save_every: int | None = Field(None, gt=0, description="checkpoint every N steps "
-                                   "(default: at each evaluation)")
-    save_total_limit: int | None = Field(2, gt=0, description="keep the newest N checkpoints "
-                                         "(null: all)")
-    logging_steps: int = Field(10, gt=0, description="training loss and learning rate every "
-                               "N steps into train_log.jsonl")
+    save_every: int | None = Field(None, gt=0, le=MAX_STEPS, description="checkpoint every "
+                                   "N steps (default: at each evaluation)")
+    save_total_limit: int | None = Field(2, gt=0, le=MAX_STEPS, description="keep the newest "
+                                         "N checkpoints (null: all)")
+    logging_steps: int = Field(10, gt=0, le=MAX_STEPS, description="training loss and "
+                               "learning rate every N steps into train_log.jsonl")
     report_to: list[str] | str = Field("none", description="transformers integrations, e.g. "
                                        "tensorboard")
     eval: EvalSpec = EvalSpec()
@@ -160,6 +187,22 @@ def check_passthrough(config: TrainConfig, where: str = "train config") -> None:
         if key not in known:
             raise SmolmixError(f"unknown key {key!r} (not a smolmix key, nor a field of TRL's "
                                "SFTConfig / transformers' TrainingArguments)", where)
+        if not _finite(extra[key]):
+            raise SmolmixError(f"{key}: input should be a finite number", where)
+
+
+def _finite(value) -> bool:
+    """No infinite or NaN float anywhere in ``value`` (a pass-through key's value)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return False
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
 
 
 def _resolve(base: Path, value: str | None) -> str | None:

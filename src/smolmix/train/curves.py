@@ -129,12 +129,18 @@ class PerTaskEvalCallback(TrainerCallback):
         self.all_ranks = False
 
     def resume(self, step: int) -> None:
-        """Continue a run from a checkpoint at ``step``: keep the curve rows up to it only."""
+        """Continue a run from a checkpoint at ``step``: keep the curve rows up to it only (and
+        not a last row cut short by a kill)."""
         if self.out_file is None or not self.out_file.exists():
             return
-        self.curves = [r for r in read_curves(self.out_file) if r["step"] <= step]
+        self.curves = [json.loads(line) for line in rows_up_to(self.out_file, step)]
         self.done = {r["step"] for r in self.curves}
         _write_rows(self.out_file, self.curves, mode="w")
+
+    def due(self, state) -> bool:
+        """An evaluation step: every ``every`` steps, the first (0) and the last. A run resumed
+        from a checkpoint between two of them does not evaluate at its first step."""
+        return state.global_step % self.every == 0 or state.global_step == state.max_steps
 
     def record(self, step: int, model: PreTrainedModel, write: bool = True) -> None:
         if step in self.done:
@@ -152,12 +158,11 @@ class PerTaskEvalCallback(TrainerCallback):
             _write_rows(self.out_file, rows, mode="a")
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
-        if state.is_world_process_zero or self.all_ranks:
+        if self.due(state) and (state.is_world_process_zero or self.all_ranks):
             self.record(state.global_step, model, state.is_world_process_zero)
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
-        due = state.global_step % self.every == 0 or state.global_step == state.max_steps
-        if due and (state.is_world_process_zero or self.all_ranks):
+        if self.due(state) and (state.is_world_process_zero or self.all_ranks):
             self.record(state.global_step, model, state.is_world_process_zero)
 
 
@@ -167,6 +172,21 @@ def read_curves(path: Path) -> list[dict]:
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def rows_up_to(path: Path, step: int) -> list[str]:
+    """The JSONL rows of ``path`` at or before ``step`` (a run resumed from that step's
+    checkpoint writes the later ones again); a line that does not parse (the last one, cut
+    short by a kill) is dropped."""
+    kept = []
+    for line in Path(path).read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= step:
+            kept.append(line)
+    return kept
 
 
 def final_scores(curves: Sequence[Mapping]) -> dict[str, dict]:

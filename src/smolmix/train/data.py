@@ -11,28 +11,35 @@ import torch
 from datasets import load_from_disk
 
 from smolmix.core.errors import SmolmixError
-from smolmix.core.records import Record, by_task, read_jsonl, records_from_table
+from smolmix.core.inputs import iter_json_objects, reading
+from smolmix.core.records import Record, by_task, records_from_table
 from smolmix.core.rundir import read_manifest
 from smolmix.train.encoding import IGNORE_INDEX
 
 
 def load_mixture(path: str | Path, flag: str = "mixture") -> list[Record]:
-    """The records of a mixture folder written by ``smolmix mix``, in mixture order."""
+    """The records of a mixture folder written by ``smolmix mix``, in mixture order; a
+    damaged one (a truncated ``.arrow`` shard, a bad record) is a one-line error naming it."""
     try:
         read_manifest(Path(path), kinds=("mixture",))
     except SmolmixError:
         raise SmolmixError(f"{str(path)!r} is not a mixture folder (no manifest.json from "
                            "smolmix mix)", flag) from None
-    return records_from_table(load_from_disk(str(path)))
+    with reading(path, "mixture"):
+        return records_from_table(load_from_disk(str(path)))
 
 
 def read_records(path: str | Path, flag: str = "eval.data") -> list[Record]:
-    """Records from a mixture folder or a JSONL file."""
+    """Records from a mixture folder or a JSONL file (strict UTF-8, every line a record)."""
     if Path(path).is_dir():
         return load_mixture(path, flag)
     if not Path(path).is_file():
         raise SmolmixError(f"data {str(path)!r} does not exist", flag)
-    return list(read_jsonl(Path(path)))
+    records = []
+    for where, data in iter_json_objects(Path(path), "data"):
+        with reading(where, "record"):  # a field of the wrong type (tags as a list, ...)
+            records.append(Record.from_dict(data, where))
+    return records
 
 
 def split_holdout(records: Sequence[Record], per_task: int

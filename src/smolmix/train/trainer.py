@@ -36,7 +36,13 @@ from trl import SFTConfig, SFTTrainer
 from smolmix.core.errors import SmolmixError, first_line
 from smolmix.core.rundir import CHECKPOINTS_DIR, checkpoint_step
 from smolmix.train.config import TrainConfig
-from smolmix.train.curves import CURVES_FILE, PerTaskEvalCallback, Scorer, TeacherForcedEvaluator
+from smolmix.train.curves import (
+    CURVES_FILE,
+    PerTaskEvalCallback,
+    Scorer,
+    TeacherForcedEvaluator,
+    rows_up_to,
+)
 from smolmix.train.data import collate
 
 
@@ -60,6 +66,13 @@ class _SFTTrainer(SFTTrainer):
         if self.args.loss_type != "nll":
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         return Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
+
+    def _save_checkpoint(self, model, trial) -> None:
+        """The Trainer's checkpoint, plus what the Trainer keeps between two logging steps (see
+        :class:`LoggingState`), so a run resumed from it logs what an uninterrupted one does."""
+        super()._save_checkpoint(model, trial)
+        folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
+        LoggingState.save(self, folder)
 
 
 def training_arguments(config: TrainConfig, steps: int, run_dir: Path,
@@ -160,6 +173,7 @@ def fit(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, dataset: Dat
     callback.all_ranks = trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(LoggingState(trainer, resume_from))
     if progress:
         trainer.add_callback(bar)
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from is not None else None)
@@ -231,6 +245,51 @@ def _tensorboard_dir(folder: Path) -> Iterator[None]:
         del os.environ["TENSORBOARD_LOGGING_DIR"]
 
 
+class LoggingState(TrainerCallback):
+    """What the Trainer accumulates between two logging steps and does not checkpoint: the
+    summed training loss since the last log and that log's step (a run resumed between two
+    logging steps would otherwise log the mean over the resumed steps only), and TRL's
+    per-log metrics and token count. Saved into each checkpoint (one file per process), and
+    put back at the start of a run resumed from one."""
+
+    def __init__(self, trainer: Trainer, resume_from: Path | None) -> None:
+        self.trainer = trainer
+        self.resume_from = resume_from
+
+    @staticmethod
+    def file(folder: Path, process: int) -> Path:
+        return Path(folder) / f"smolmix_logging_{process}.json"
+
+    @classmethod
+    def save(cls, trainer: Trainer, folder: Path) -> None:
+        loss = getattr(trainer, "_tr_loss", None)
+        if not isinstance(loss, torch.Tensor) or not folder.is_dir():
+            return  # a transformers version that keeps these elsewhere: nothing to carry
+        metrics = getattr(trainer, "_metrics", {}).get("train", {})
+        state = {"loss_since_log": loss.item(),
+                 "last_logged_step": trainer._globalstep_last_logged,
+                 "trl_metrics": {key: list(values) for key, values in metrics.items()},
+                 "trl_train_tokens": getattr(trainer, "_total_train_tokens", None)}
+        cls.file(folder, trainer.args.process_index).write_text(json.dumps(state))
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if self.resume_from is None:
+            return
+        path = self.file(self.resume_from, args.process_index)
+        if not path.is_file() or not isinstance(getattr(self.trainer, "_tr_loss", None),
+                                                torch.Tensor):
+            return  # a checkpoint from before this record: the Trainer's own behaviour
+        saved = json.loads(path.read_text())
+        self.trainer._tr_loss.fill_(saved["loss_since_log"])
+        self.trainer._globalstep_last_logged = saved["last_logged_step"]
+        metrics = getattr(self.trainer, "_metrics", {}).get("train")
+        if metrics is not None:
+            metrics.clear()
+            metrics.update(saved["trl_metrics"])
+        if saved["trl_train_tokens"] is not None and hasattr(self.trainer, "_total_train_tokens"):
+            self.trainer._total_train_tokens = saved["trl_train_tokens"]
+
+
 class TrainLog(TrainerCallback):
     """Appends each of the Trainer's training logs (step, loss, learning rate, grad norm) to a
     JSONL file; a resumed run first drops the rows after its checkpoint."""
@@ -238,9 +297,7 @@ class TrainLog(TrainerCallback):
     def __init__(self, path: Path, resume_from: Path | None = None) -> None:
         self.path = Path(path)
         if resume_from is not None and self.path.exists():
-            step = checkpoint_step(resume_from)
-            kept = [line for line in self.path.read_text().splitlines()
-                    if line and json.loads(line)["step"] <= step]
+            kept = rows_up_to(self.path, checkpoint_step(resume_from))
             self.path.write_text("".join(line + "\n" for line in kept))
 
     def on_log(self, args, state, control, logs=None, **kwargs):

@@ -22,9 +22,10 @@ import yaml
 from transformers.utils import logging as hf_logging
 
 from smolmix.core.errors import SmolmixError, lookup
+from smolmix.core.output import atomic_output
 from smolmix.core.pool import available_cores, run_cells
 from smolmix.core.records import Record, write_jsonl
-from smolmix.core.rundir import atomic_output, versions, write_manifest
+from smolmix.core.rundir import versions, write_manifest
 from smolmix.diagnose.command import CONTROLS_FILE, DiagnoseSettings, batches, measure
 from smolmix.diagnose.verdicts import LEARN_THRESHOLD
 from smolmix.lab.rare_tasks import mechanism
@@ -44,10 +45,11 @@ from smolmix.models.ladder import (
 )
 from smolmix.models.loading import load_checkpoint
 from smolmix.train.command import train
-from smolmix.train.config import EvalSpec, TrainConfig
+from smolmix.train.config import MAX_SEED, MAX_STEPS, EvalSpec, TrainConfig
 from smolmix.train.curves import CURVES_FILE, final_scores, read_curves
 from smolmix.train.data import load_mixture
 
+KIND = "lab.rare-tasks"
 EVAL_SEED = 0
 EVAL_BATCH_SIZE = 512
 # The retention probe: RETENTION_STEPS Adam steps on fresh examples of the task (their own seed
@@ -133,8 +135,9 @@ def customize(preset: Preset, sizes: list[str] | None = None, seeds: list[int] |
     ``tasks`` are in frequency order (most frequent first): the last ``rare_count`` are the
     rare tasks, the first ``frequent_count`` the frequent ones, the last one the boost target.
     """
-    if steps is not None and steps <= 0:
-        raise SmolmixError(f"steps must be positive, got {steps}", "--steps")
+    if steps is not None and not 0 < steps <= MAX_STEPS:
+        raise SmolmixError(f"steps must be between 1 and {MAX_STEPS:,}, got {steps}",
+                           "--steps")
     if sizes is not None:
         for name in sizes:
             get_size(name)
@@ -142,8 +145,10 @@ def customize(preset: Preset, sizes: list[str] | None = None, seeds: list[int] |
             raise SmolmixError(f"sizes must be distinct and non-empty, got {sizes}", "--sizes")
         order = list(LADDER)
         sizes = sorted(sizes, key=order.index)
-    if seeds is not None and (not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0):
-        raise SmolmixError(f"seeds must be distinct non-negative integers, got {seeds}", "--seeds")
+    if seeds is not None and (not seeds or len(set(seeds)) != len(seeds)
+                              or not 0 <= min(seeds) <= max(seeds) <= MAX_SEED):
+        raise SmolmixError(f"seeds must be distinct integers from 0 to {MAX_SEED:,}, got "
+                           f"{seeds}", "--seeds")
     if tasks is not None:
         for name in tasks:
             lookup(TASKS, name, "task", "--tasks")
@@ -445,7 +450,7 @@ def run_study(preset: Preset, out: Path, jobs: int | None = None, quiet: bool = 
     jobs = available_cores() if jobs is None else jobs
     if jobs <= 0:
         raise SmolmixError(f"jobs must be positive, got {jobs}", "--jobs")
-    with atomic_output(Path(out)) as work:
+    with atomic_output(Path(out), replace=True, kind=KIND) as work:
         cells = plan_cells(preset)
         params = prepare(preset, cells, work)
         # Longest cells first, so the pool does not end waiting on one big run.
@@ -455,7 +460,7 @@ def run_study(preset: Preset, out: Path, jobs: int | None = None, quiet: bool = 
         by_id = {r["id"]: r for r in done}
         ordered = [by_id[c.id] for c in cells]
         results = {
-            "smolmix": {"kind": "lab.rare-tasks", "version": versions()["smolmix"]},
+            "smolmix": {"kind": KIND, "version": versions()["smolmix"]},
             "preset": {**asdict(preset), "rare_tasks": list(preset.rare_tasks),
                        "boost_target": preset.boost_target,
                        "isolation_steps": preset.isolation_steps},
@@ -469,6 +474,6 @@ def run_study(preset: Preset, out: Path, jobs: int | None = None, quiet: bool = 
         (work / "results.json").write_text(json.dumps(results, indent=1) + "\n")
         plots = write_plots(results, work)
         write_report(results, plots, work)
-        write_manifest(work, "lab.rare-tasks", {"preset": asdict(preset), "jobs": jobs},
+        write_manifest(work, KIND, {"preset": asdict(preset), "jobs": jobs},
                        seed=preset.seeds[0])
     return results
