@@ -51,3 +51,12 @@ def clean_error(argv, root, capfd) -> str:
     assert len(err) == 1 and err[0].startswith("error: "), err
     assert listing(root) == before, "the failed command changed files"
     return err[0]
+
+
+def sigint_default() -> None:
+    """``Popen(preexec_fn=...)`` for a child the test sends SIGINT (Ctrl-C): a shell starts a
+    background job with SIGINT ignored, children inherit that, and Python then never raises
+    KeyboardInterrupt; give the child the default a terminal's foreground job has."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -40,6 +40,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import sigint_default
 
 from smolmix.core.output import PID_FILE, partial_path
 from smolmix.core.pool import PARENT_CHECK_SECONDS
@@ -195,7 +196,7 @@ def _run(argv: list[str], cwd: Path, sig: signal.Signals | None = None,
     with open(err_path, "wb") as err:
         proc = subprocess.Popen(_smolmix() + argv, cwd=cwd, stdout=subprocess.DEVNULL,
                                 stderr=err, start_new_session=True,
-                                env=env or ENVIRONMENT)
+                                env=env or ENVIRONMENT, preexec_fn=sigint_default)
     began = time.monotonic()
     finished_first, done_before = True, False
     try:

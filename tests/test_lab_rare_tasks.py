@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import sigint_default
 
 from smolmix.cli import main
 from smolmix.lab.rare_tasks.study import customize, get_preset, plan_cells, summarize_study
@@ -235,7 +236,7 @@ def test_ctrl_c_leaves_nothing_that_looks_complete(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "smolmix.cli", "lab", "rare-tasks", "--preset", "smoke",
          "--out", str(out), "--jobs", "2", "--quiet"],
-        start_new_session=True, stderr=subprocess.PIPE, text=True,
+        start_new_session=True, stderr=subprocess.PIPE, text=True, preexec_fn=sigint_default,
     )
     deadline = time.time() + 60
     while not (partial / "cells").exists() and time.time() < deadline and proc.poll() is None:

@@ -112,18 +112,25 @@ def check_output_dir(out: Path, flag: str = "--out", replace: bool = False,
     if os.path.lexists(out):  # (never raises: a name too long is checked below)
         if not replace:
             raise SmolmixError(f"output path {str(out)!r} already exists", flag)
-        if not out.is_dir() or out.is_symlink():
+        found = _kind_of(out)
+        # (a run replacing ``out`` moves it aside for an instant: gone is not "not smolmix")
+        if found is None and os.path.lexists(out):
             raise SmolmixError(f"output path {str(out)!r} exists and is not a smolmix run",
                                flag)
-        try:
-            found = read_manifest(out).kind
-        except SmolmixError:
-            raise SmolmixError(f"output path {str(out)!r} exists and is not a smolmix run",
-                               flag) from None
-        if kind is not None and found != kind:
+        if found is not None and kind is not None and found != kind:
             raise SmolmixError(f"output path {str(out)!r} is a {found} folder; only a {kind} "
                                "folder may be replaced here", flag)
     check_destination(out, flag)
+
+
+def _kind_of(folder: Path) -> str | None:
+    """The kind in a smolmix folder's manifest; None for anything else."""
+    if not folder.is_dir() or folder.is_symlink():
+        return None
+    try:
+        return read_manifest(folder).kind
+    except SmolmixError:
+        return None
 
 
 class PartialClaim:
