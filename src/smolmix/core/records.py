@@ -143,14 +143,7 @@ def write_jsonl(records: Iterable[Record], path: Path) -> None:
             fh.write(json.dumps(rec.to_dict(), ensure_ascii=False, sort_keys=True) + "\n")
 
 
-def json_objects(path: Path, what: str = "JSONL file") -> Iterator[tuple[str, dict]]:
-    """Each non-blank line of a JSONL file as (``file:line``, object), read through the one
-    input layer (strict UTF-8, a BOM accepted, bounded values): a bad byte, a malformed line
-    or a line that is not a JSON object is an error naming its file and line."""
-    return iter_json_objects(Path(path), what)
-
-
 def read_jsonl(path: Path) -> Iterator[Record]:
     """Read records written by :func:`write_jsonl`; a bad line names file and line number."""
-    for where, data in json_objects(path):
+    for where, data in iter_json_objects(Path(path), "JSONL file"):
         yield Record.from_dict(data, where)

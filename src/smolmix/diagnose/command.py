@@ -15,7 +15,6 @@ value in [0, 1]) or from the run's ``controls.json`` (``{"isolation": {...}, "mi
 from __future__ import annotations
 
 import json
-import math
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -25,7 +24,7 @@ from pathlib import Path
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from smolmix.core.errors import SmolmixError
-from smolmix.core.inputs import iter_json_objects, read_json_object
+from smolmix.core.inputs import read_json_object
 from smolmix.core.output import atomic_output, check_output_dir
 from smolmix.core.records import Record, by_task
 from smolmix.core.rundir import list_checkpoints, read_manifest, write_manifest
@@ -44,7 +43,7 @@ from smolmix.models.loading import check_model_path, load_checkpoint
 from smolmix.models.prompting import PLAIN, read_prompt_format
 from smolmix.train.command import held_out
 from smolmix.train.config import CONFIG_FILE, TrainConfig, load_train_config
-from smolmix.train.curves import CURVES_FILE
+from smolmix.train.curves import CURVES_FILE, is_finite_number, read_curves
 from smolmix.train.data import load_mixture, padded_batches, read_records
 from smolmix.train.encoding import encode_records
 
@@ -192,32 +191,8 @@ class TrainRun:
             check_model_path(path, str(folder))
         controls = read_controls(folder / CONTROLS_FILE) \
             if (folder / CONTROLS_FILE).exists() else {}
-        return cls(folder, config, model, checkpoints, read_curve_rows(folder / CURVES_FILE),
+        return cls(folder, config, model, checkpoints, read_curves(folder / CURVES_FILE),
                    controls)
-
-
-def read_curve_rows(path: Path) -> list[dict]:
-    """A run's ``curves.jsonl`` rows, checked: each an object with an integer ``step``, a
-    ``task`` name and a finite ``exact_match`` (none when the run has no curves)."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    rows = []
-    for where, row in iter_json_objects(path, CURVES_FILE):
-        step, task, metric = row.get("step"), row.get("task"), row.get("exact_match")
-        if not isinstance(step, int) or isinstance(step, bool) or step < 0:
-            raise SmolmixError("curve row has no step (a non-negative integer 'step')", where)
-        if not isinstance(task, str):
-            raise SmolmixError("curve row has no task name ('task')", where)
-        if "exact_match" in row and not _is_number(metric):
-            raise SmolmixError("curve row's 'exact_match' is not a finite number", where)
-        rows.append(row)
-    return rows
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) \
-        and math.isfinite(value)
 
 
 def task_values(data, what: str, where: str) -> dict[str, float]:
@@ -228,7 +203,7 @@ def task_values(data, what: str, where: str) -> dict[str, float]:
     for task, value in data.items():
         if value is None:
             continue
-        if not _is_number(value) or not 0 <= value <= 1:
+        if not is_finite_number(value) or not 0 <= value <= 1:
             raise SmolmixError(f"{what} of {task!r} must be a number between 0 and 1, "
                                f"got {json.dumps(value)[:40]}", where)
         values[task] = float(value)

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from smolmix.core.errors import SmolmixError, lookup
+from smolmix.core.inputs import iter_json_objects
 from smolmix.core.output import check_destination
-from smolmix.core.records import json_objects
 from smolmix.grading.extract import EXTRACTORS
 from smolmix.grading.grade import GradeVerdict, grade_many
 
@@ -67,7 +67,7 @@ def read_pairs(path: Path, prediction_field: str = "prediction",
     through the one input layer: strict UTF-8 (a BOM accepted), a bad byte named by its
     offset, every problem an error naming ``file:line``."""
     lines, predictions, references = [], [], []
-    for where, data in json_objects(path, "predictions file"):
+    for where, data in iter_json_objects(path, "predictions file"):
         predictions.append(get_field(data, prediction_field, where))
         references.append(get_field(data, reference_field, where))
         lines.append(int(where.rsplit(":", 1)[1]))

@@ -12,15 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from smolmix.core.errors import SmolmixError
-from smolmix.core.inputs import read_json
-from smolmix.core.records import json_objects
+from smolmix.core.inputs import iter_json_objects, read_json
 from smolmix.core.rundir import MANIFEST, Manifest, read_manifest
 from smolmix.diagnose.command import CONTROLS_FILE, DIAGNOSIS_FILE
 from smolmix.evaluate.command import NEEDLE_FILE, NEEDLE_PLOT, SAMPLES_FILE, SCORES_FILE
 from smolmix.evaluate.gap import GAPS_FILE, GAPS_PLOT
 from smolmix.mix.shares import mixture_shares
 from smolmix.train.config import CONFIG_FILE, TrainConfig, load_train_config
-from smolmix.train.curves import CURVES_FILE, final_scores
+from smolmix.train.curves import CURVES_FILE, final_scores, read_curves
 
 
 @dataclass(frozen=True)
@@ -53,7 +52,7 @@ class Run:
         path = self.folder / name
         if not path.is_file():
             return []
-        return [row for _, row in json_objects(path, f"the {self.kind} run's {name}")]
+        return [row for _, row in iter_json_objects(path, f"the {self.kind} run's {name}")]
 
 
 def labels(folders: Sequence[Path]) -> list[str]:
@@ -148,11 +147,7 @@ class TrainView:
     @classmethod
     def read(cls, run: Run) -> TrainView:
         config = load_train_config(run.folder / CONFIG_FILE)
-        curves = run.jsonl(CURVES_FILE)
-        for number, row in enumerate(curves, start=1):
-            if not isinstance(row.get("step"), int) or not isinstance(row.get("task"), str):
-                raise SmolmixError(f"a {CURVES_FILE} row without an integer step and a task",
-                                   f"{run.folder / CURVES_FILE}: row {number}")
+        curves = read_curves(run.folder / CURVES_FILE)
         final = run.manifest.get("final") or final_scores(curves)
         controls = run.json(CONTROLS_FILE, dict) \
             if (run.folder / CONTROLS_FILE).is_file() else {}

@@ -10,6 +10,7 @@ pass instead of a generation loop.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,6 +18,8 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 
+from smolmix.core.errors import SmolmixError
+from smolmix.core.inputs import iter_json_objects
 from smolmix.core.records import Record
 from smolmix.grading.grade import grade_many
 from smolmix.inference.hf import generate
@@ -167,11 +170,29 @@ class PerTaskEvalCallback(TrainerCallback):
 
 
 def read_curves(path: Path) -> list[dict]:
-    """The rows of a ``curves.jsonl`` (empty when the file does not exist)."""
+    """The rows of a ``curves.jsonl`` (empty when the file does not exist), read through the
+    input layer and checked: each an object with a non-negative integer ``step``, a ``task``
+    name and, when present, a finite ``exact_match``; a bad row is an error at ``file:line``."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = []
+    for where, row in iter_json_objects(path, CURVES_FILE):
+        step, task, metric = row.get("step"), row.get("task"), row.get("exact_match")
+        if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+            raise SmolmixError("curve row has no step (a non-negative integer 'step')", where)
+        if not isinstance(task, str):
+            raise SmolmixError("curve row has no task name ('task')", where)
+        if "exact_match" in row and not is_finite_number(metric):
+            raise SmolmixError("curve row's 'exact_match' is not a finite number", where)
+        rows.append(row)
+    return rows
+
+
+def is_finite_number(value: object) -> bool:
+    """An int or float (not a bool) that is neither NaN nor infinite."""
+    return isinstance(value, int | float) and not isinstance(value, bool) \
+        and math.isfinite(value)
 
 
 def rows_up_to(path: Path, step: int) -> list[str]:
