@@ -14,7 +14,7 @@ Limits, the same for every reader:
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -189,6 +189,38 @@ def read_csv_header(path: Path, what: str = "CSV file") -> list[str]:
         return next(csv.reader(io.StringIO(text)), [])
     except csv.Error as exc:
         raise SmolmixError(f"malformed CSV header ({exc})", f"{path}:1") from None
+
+
+def check_utf8_file(path: Path, what: str = "file") -> None:
+    """Decode a text file strictly, line by line: a bad byte is an error naming its line and
+    its offset in the file."""
+    with reading(path, what), open(path, "rb") as fh:
+        offset = 0
+        for lineno, raw in enumerate(fh, start=1):
+            decode(raw, f"{path}:{lineno}", offset)
+            offset += len(raw)
+
+
+def read_csv_table(path: Path, what: str = "CSV file", columns: Sequence[str] | None = None,
+                   nulls: bool = False):
+    """A CSV file as a pyarrow table, ``columns`` (default: every column its header names)
+    as text, values may hold newlines; ``nulls``: empty values are null. A bad byte is named
+    by its line and offset, as by every text reader here."""
+    import pyarrow as pa
+    import pyarrow.csv as pv
+
+    names = list(columns) if columns is not None else read_csv_header(path, what)
+    convert = pv.ConvertOptions(include_columns=names,
+                                column_types={c: pa.string() for c in names},
+                                strings_can_be_null=nulls)
+    with reading(path, what):
+        try:
+            return pv.read_csv(path, convert_options=convert,
+                               parse_options=pv.ParseOptions(newlines_in_values=True))
+        except pa.ArrowInvalid as exc:
+            if "UTF8" in str(exc):
+                check_utf8_file(path, what)
+            raise
 
 
 @contextmanager

@@ -21,7 +21,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from smolmix.core.config import invalid, read_yaml
 from smolmix.core.errors import SmolmixError, first_line
-from smolmix.core.inputs import iter_json_objects, read_csv_header, read_text, reading
+from smolmix.core.inputs import (
+    iter_json_objects,
+    read_csv_header,
+    read_csv_table,
+    reading,
+)
 from smolmix.core.records import Record
 from smolmix.grading.extract import ANSWER_FORMATS
 from smolmix.models.prompting import CHAT, Prompt
@@ -261,24 +266,11 @@ def _read_rows(spec: TaskSpec) -> list[dict]:
         with reading(path, what):
             return pq.read_table(path).to_pylist()
     if kind == ".csv":
-        import pyarrow as pa
-        import pyarrow.csv as pv
-
         names = read_csv_header(path, what)
         if not names or len(set(names)) != len(names):
             raise SmolmixError(f"{what}: the CSV header must name distinct columns, got "
                                f"{names}", f"{path}:1")
-        convert = pv.ConvertOptions(column_types={c: pa.string() for c in names},
-                                    strings_can_be_null=True)
-        with reading(path, what):
-            try:
-                table = pv.read_csv(path, convert_options=convert,
-                                    parse_options=pv.ParseOptions(newlines_in_values=True))
-            except pa.ArrowInvalid as exc:
-                if "UTF8" in str(exc):
-                    read_text(path, what)  # names the bad byte and its offset
-                raise
-        return table.to_pylist()
+        return read_csv_table(path, what, names, nulls=True).to_pylist()
     raise SmolmixError(f"unsupported task data {path.suffix!r} (use .jsonl, .json, .parquet, "
                        ".csv or a datasets folder)", str(path))
 

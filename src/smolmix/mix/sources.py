@@ -25,7 +25,6 @@ import datasets
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pv
 import pyarrow.json as pj
 import pyarrow.parquet as pq
 
@@ -33,10 +32,10 @@ from smolmix.core.errors import SmolmixError, first_line
 from smolmix.core.inputs import (
     BOM,
     MAX_DEPTH,
-    decode,
     iter_json_objects,
     parse_json,
     read_csv_header,
+    read_csv_table,
     read_json,
     read_text,
     reading,
@@ -205,17 +204,7 @@ def _read(spec: SourceSpec, base_dir: Path, eval_set: bool) -> tuple[pa.Table, _
         _check_utf8(table, spec, origin)
         return table, origin
     if suffix in CSV_SUFFIXES:
-        columns = needed(read_csv_header(path, what))
-        convert = pv.ConvertOptions(include_columns=columns,
-                                    column_types={c: pa.string() for c in columns})
-        parse = pv.ParseOptions(newlines_in_values=True)
-        with reading(path, what):
-            try:
-                table = pv.read_csv(path, parse_options=parse, convert_options=convert)
-            except pa.ArrowInvalid as exc:
-                if "UTF8" in str(exc):  # name the bad byte, as every text reader does
-                    _check_text_file(path, what)
-                raise
+        table = read_csv_table(path, what, needed(read_csv_header(path, what)))
         _check_utf8(table, spec, origin)
         return table, origin
     raise SmolmixError(f"{what}: unsupported file type {suffix or path.name!r} "
@@ -224,16 +213,6 @@ def _read(spec: SourceSpec, base_dir: Path, eval_set: bool) -> tuple[pa.Table, _
 
 def _needed(spec: SourceSpec, eval_set: bool, where: str) -> Callable[[list[str]], list[str]]:
     return lambda names: _plan(spec, names, eval_set, where).columns()
-
-
-def _check_text_file(path: Path, what: str) -> None:
-    """Decode a text file strictly, line by line: a bad byte is an error naming its line and
-    its offset in the file."""
-    with reading(path, what), open(path, "rb") as fh:
-        offset = 0
-        for lineno, raw in enumerate(fh, start=1):
-            decode(raw, f"{path}:{lineno}", offset)
-            offset += len(raw)
 
 
 def _check_utf8(table: pa.Table, spec: SourceSpec, origin: _Origin) -> None:
