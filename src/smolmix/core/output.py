@@ -30,6 +30,7 @@ from smolmix.core.rundir import read_manifest
 
 PARTIAL_SUFFIX = ".partial"
 PID_FILE = ".smolmix-pid"
+REPLACE_RETRIES = 5
 
 
 def partial_path(out: Path) -> Path:
@@ -112,8 +113,12 @@ def check_output_dir(out: Path, flag: str = "--out", replace: bool = False,
     if os.path.lexists(out):  # (never raises: a name too long is checked below)
         if not replace:
             raise SmolmixError(f"output path {str(out)!r} already exists", flag)
-        found = _kind_of(out)
-        # (a run replacing ``out`` moves it aside for an instant: gone is not "not smolmix")
+        # A run replacing ``out`` moves it aside for an instant, then puts a whole new one in
+        # its place: a read that missed it is tried again (a plain folder stays unreadable).
+        for _ in range(REPLACE_RETRIES):
+            found = _kind_of(out)
+            if found is not None or not os.path.lexists(out):
+                break
         if found is None and os.path.lexists(out):
             raise SmolmixError(f"output path {str(out)!r} exists and is not a smolmix run",
                                flag)
