@@ -25,12 +25,15 @@ FLOW_TASKS = ("copy", "reverse", "sort")
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory, tokenizer):
-    """A saved ladder model ("s") with the lab tokenizer: a local stand-in for a user model."""
-    from smolmix.models.ladder import build_model, get_size, save_checkpoint
+    """A saved Llama-style model (hidden 32, 2 layers) with the lab tokenizer: a local stand-in
+    for a user model."""
+    from helpers import user_model_size
+
+    from smolmix.models.ladder import build_model, save_checkpoint
 
     path = tmp_path_factory.mktemp("ckpt") / "model"
-    save_checkpoint(build_model(get_size("s"), tokenizer, seed=0, max_positions=64), tokenizer,
-                    path)
+    save_checkpoint(build_model(user_model_size(), tokenizer, seed=0, max_positions=64),
+                    tokenizer, path)
     return path
 
 
@@ -55,7 +58,7 @@ def lab_mixture(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def partly_trained_copy(tmp_path_factory, tokenizer):
-    """A ladder model ("xs") trained briefly on ``copy`` of 3 digits: it gets some of its 40
+    """A ladder model ("s") trained briefly on ``copy`` of 3 digits: it gets some of its 40
     held-out examples right and some wrong, so a score of it can be wrong in both directions.
     Returns the saved checkpoint and the held-out records."""
     import random
@@ -68,10 +71,10 @@ def partly_trained_copy(tmp_path_factory, tokenizer):
     task = TASKS["copy"]
     held_out = make_eval_set(task, 40, seed=0, n=3)
     rng = random.Random(1)
-    records = [task.make(rng, 3) for _ in range(120 * 16)]
-    model = build_model(get_size("xs"), tokenizer, seed=0)
+    records = [task.make(rng, 3) for _ in range(60 * 16)]
+    model = build_model(get_size("s"), tokenizer, seed=0)
     root = tmp_path_factory.mktemp("copy3")
-    fit_in_memory(model, tokenizer, records, {}, root / "run", steps=120, every=120,
+    fit_in_memory(model, tokenizer, records, {}, root / "run", steps=60, every=60,
                   batch_size=16, learning_rate=1e-2, warmup_steps=5)
     save_checkpoint(model, tokenizer, root / "model")
     return root / "model", held_out

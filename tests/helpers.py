@@ -2,6 +2,14 @@
 on the import path)."""
 
 
+def user_model_size():
+    """The model size the flow tests were calibrated on (hidden 32, 2 layers, 27.7k
+    parameters), fixed here so that they do not move with the lab's ladder."""
+    from smolmix.models.ladder import LadderSize
+
+    return LadderSize("test", hidden=32, layers=2, heads=2, intermediate=96)
+
+
 def one_line_error(capsys) -> str:
     """The command's stderr, which must be one ``error: ...`` line; returns it."""
     err = capsys.readouterr().err.strip().splitlines()

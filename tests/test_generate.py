@@ -2,6 +2,7 @@ import random
 
 import pytest
 import torch
+from helpers import user_model_size
 from transformers import GenerationConfig
 
 from smolmix.core.errors import SmolmixError
@@ -10,7 +11,7 @@ from smolmix.inference.base import truncate_at_stop
 from smolmix.inference.hf import HFBackend, generate, left_pad
 from smolmix.inference.vllm import VLLMBackend, vllm_available
 from smolmix.lab.tasks import TASKS, make_eval_set
-from smolmix.models.ladder import build_model, get_size, save_checkpoint
+from smolmix.models.ladder import build_model, save_checkpoint
 from smolmix.train.data import pad_batch
 from smolmix.train.encoding import encode_prompt_completion
 
@@ -21,7 +22,7 @@ MAX_NEW = 10
 def trained(tokenizer):
     """A ladder model trained briefly on every lab task: right on some prompts, wrong on others,
     and not always stopping, so equality checks have teeth."""
-    model = build_model(get_size("s"), tokenizer, seed=0)
+    model = build_model(user_model_size(), tokenizer, seed=0)
     rng = random.Random(0)
     tasks = list(TASKS.values())
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)

@@ -177,3 +177,22 @@ def test_device_cuda_without_a_gpu_is_one_line(tmp_path, tiny_checkpoint, capsys
                  "--out", str(tmp_path / "e"), "--quiet"]) == 2
     assert "--device" in one_line_error(capsys)
     assert not (tmp_path / "e").exists() and not (tmp_path / "e.partial").exists()
+
+
+def test_token_ids_equal_the_tokenizer_call_and_honour_truncation(tokenizer, bos_tokenizer):
+    """The fast path gives exactly the ids of ``tokenizer(texts, add_special_tokens=False)``;
+    a backend with truncation set takes the tokenizer's own call (which resets it)."""
+    from smolmix.models.prompting import token_ids
+
+    rng = random.Random(0)
+    texts = [" ".join(rng.choice(["copy", "1", "2", "=", "?", "sort", "zzz"])
+                      for _ in range(rng.randint(0, 12))) for _ in range(200)]
+    for tok in (tokenizer, bos_tokenizer):
+        assert token_ids(tok, texts) == tok(texts, add_special_tokens=False)["input_ids"]
+    truncating = bos_tokenizer.__class__(
+        tokenizer_object=bos_tokenizer.backend_tokenizer.__class__.from_str(
+            bos_tokenizer.backend_tokenizer.to_str()))
+    truncating.backend_tokenizer.enable_truncation(2)
+    assert token_ids(truncating, texts) == bos_tokenizer(texts,
+                                                         add_special_tokens=False)["input_ids"]
+    assert max(map(len, token_ids(truncating, texts))) > 2

@@ -3,13 +3,15 @@
 import copy
 import json
 import statistics
+from types import SimpleNamespace
 
 import pytest
 from markupsafe import escape
 
 from smolmix.core.rundir import write_manifest
+from smolmix.lab.rare_tasks.mechanism import summarize_mechanism
 from smolmix.lab.rare_tasks.plots import write_plots
-from smolmix.lab.rare_tasks.report import reading, summary_table, write_report
+from smolmix.lab.rare_tasks.report import lab_sections, reading, summary_table, write_report
 from smolmix.report.command import report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -23,6 +25,19 @@ NATURAL = {"xs": {"copy": 1.0, "reverse": 0.9, "rotate": 0.1, "running_max": 0.0
            "s": {"copy": 1.0, "reverse": 1.0, "rotate": 0.9, "running_max": 0.8}}
 ISOLATION = {"xs": {"rotate": 1.0, "running_max": 0.95}, "s": {"rotate": 1.0, "running_max": 1.0}}
 BOOST = {"xs": {0.1: 0.5, 0.3: 0.95}}
+# each natural cell's mechanism values (seed 1's are 10% larger): update strength and neuron
+# share go the paper's way, interference and retention do not, the head share was measured at
+# one size only
+MECHANISM = {
+    "xs": {"frequent_update_strength": 0.8, "frequent_update_norm": 4.0,
+           "rare_interference": 0.004, "rare_others_over_self": 2.0,
+           "rare_sgd_others_over_self": 5.0, "retention_half_life": 12.0, "retention_end": 0.2,
+           "retention_censored": 0.0, "rare_neuron_share": 0.05, "rare_head_share": 0.2},
+    "s": {"frequent_update_strength": 0.3, "frequent_update_norm": 2.0,
+          "rare_interference": 0.006, "rare_others_over_self": 1.5,
+          "rare_sgd_others_over_self": 4.0, "retention_half_life": 3.0, "retention_end": 0.1,
+          "retention_censored": 0.25, "rare_neuron_share": 0.12, "rare_head_share": None},
+}
 
 
 def _cell(kind, size, seed, accs, boost_share=None):
@@ -32,18 +47,34 @@ def _cell(kind, size, seed, accs, boost_share=None):
     return {
         "id": f"{kind}{share}-{size}-s{seed}", "kind": kind, "size": size, "seed": seed,
         "boost_share": boost_share, "shares": {t: s for t, s, _ in TASKS}, "steps": 100,
+        "learning_rate": 3e-3,
         "final": {t: {"exact_match": a, "loss": 1.0 - a, "count": 10} for t, a in final.items()},
         "curves": {t: {"step": [0, 50, 100], "exact_match": [0.0, a / 2, a], "loss": [3, 2, 1]}
                    for t, a in final.items()},
+        "mechanism": _mechanism(size, seed) if kind == "natural" else None,
         "train_seconds": 1.0,
     }
+
+
+def _mechanism(size, seed):
+    """A natural cell's condensed mechanism, as ``mechanism.cell_mechanism`` writes it."""
+    values = {k: None if v is None else round(v * (1 + 0.1 * seed), 8)
+              for k, v in MECHANISM[size].items()}
+    strength, interference = values["frequent_update_strength"], values["rare_interference"]
+    series = {"steps": [0, 50, 100], "lr": [3e-3, 1.5e-3, 0.0],
+              "frequent_grad_norm": [2 * strength, strength, strength / 2],
+              "frequent_update_norm": [values["frequent_update_norm"]] * 3,
+              "rare_delta_others": [interference, interference / 2, 0.0],
+              "rare_delta_self": [-0.01, -0.005, 0.0]}
+    return {"values": values, "series": series, "retention_steps": [25, 50, 75],
+            "retention_defined": 6}
 
 
 def _mean_std(values):
     return statistics.fmean(values), statistics.pstdev(values)
 
 
-def _summary(sizes, cells, boost):
+def _summary(sizes, seeds, cells, boost):
     def acc(kind, size, tasks):
         return _mean_std([statistics.fmean(c["final"][t]["exact_match"] for t in tasks)
                           for c in cells if c["kind"] == kind and c["size"] == size])
@@ -67,6 +98,10 @@ def _summary(sizes, cells, boost):
         summary["boost_acc_std"][size] = {str(k): d for k, (_, d) in points.items()}
         learned = [k for k, (m, _) in sorted(points.items()) if m >= 0.9]
         summary["min_share_to_learn"][size] = learned[0] if learned else None
+    summary["mechanism"] = summarize_mechanism(SimpleNamespace(sizes=sizes, seeds=seeds), cells)
+    summary["diagnosis"] = {"verdicts": [], "agreement_same_seed": 0.75,
+                            "agreement_other_seed": 0.5,
+                            "agreement_counts": {"same_seed": [3, 4], "other_seed": [2, 4]}}
     return summary
 
 
@@ -87,7 +122,7 @@ def make_results(sizes=("xs", "s"), seeds=(0, 1), boost=BOOST):
         "tasks": [{"name": t, "share": s, "group": g} for t, s, g in TASKS],
         "sizes": [{"name": s, "params": SIZES[s]} for s in sizes],
         "cells": cells,
-        "summary": _summary(sizes, cells, boost),
+        "summary": _summary(sizes, list(seeds), cells, boost),
     }
 
 
@@ -110,7 +145,8 @@ def _pct(x):
 
 def test_plots_are_valid_pngs(run_dir):
     out, plots = run_dir
-    assert plots == {k: f"{k}.png" for k in ("heatmap", "curves", "boost", "rare_vs_size")}
+    assert plots == {k: f"{k}.png"
+                     for k in ("heatmap", "curves", "boost", "rare_vs_size", "mechanism")}
     for name in plots.values():
         assert (out / name).read_bytes()[:8] == PNG_MAGIC
 
@@ -133,6 +169,7 @@ def test_report_shows_plots_numbers_and_files(results, run_dir):
         assert f"{_pct(s['rare_acc_by_size'][i])} ± {_pct(s['rare_acc_std_by_size'][i])}%" in page
         assert f"{_pct(s['isolation_acc_by_size'][i])} ± " in page
     assert "363k" in page and "7.7k" in page
+    assert "Mechanism against the paper" in page and "<td class=\"num\">4.20 ± 0.2</td>" in page
     for name in ("results.json", "curves.jsonl", "model/", "manifest.json",
                  "AutoModelForCausalLM"):
         assert name in page
@@ -176,7 +213,7 @@ def test_reading_says_when_isolation_also_fails(results):
 def test_one_seed_without_boost(tmp_path):
     results = make_results(seeds=(0,), boost={})
     plots = write_plots(results, tmp_path)
-    assert set(plots) == {"heatmap", "curves", "rare_vs_size"}
+    assert set(plots) == {"heatmap", "curves", "rare_vs_size", "mechanism"}
     assert not (tmp_path / "boost.png").exists()
     for name in plots.values():
         assert (tmp_path / name).read_bytes()[:8] == PNG_MAGIC
@@ -189,8 +226,9 @@ def test_one_seed_without_boost(tmp_path):
 def test_single_size(tmp_path):
     results = make_results(sizes=("xs",), seeds=(0,), boost={})
     plots = write_plots(results, tmp_path)
-    assert set(plots) == {"heatmap", "curves", "rare_vs_size"}
+    assert set(plots) == {"heatmap", "curves", "rare_vs_size", "mechanism"}
     assert reading(results)[0].startswith("Only one model size was trained")
+    assert "measured it at fewer than two sizes, so it cannot tell" in " ".join(reading(results))
 
 
 def test_report_command_on_a_lab_run(results, run_dir, tmp_path):
@@ -207,3 +245,49 @@ def test_report_command_on_a_lab_run(results, run_dir, tmp_path):
     for sentence in reading(results):
         assert str(escape(sentence)) in page
     assert "<td>xs</td>" in page and "lab.rare-tasks" in page
+
+
+def _mechanism_table(results):
+    """The mechanism table of the lab's page: measure column -> row."""
+    (section,) = [s for s in lab_sections(results, {}) if s.title == "Mechanism against the paper"]
+    (table,) = section.blocks
+    return list(table.header), {row[0].split(" (")[0]: row for row in table.rows}
+
+
+def test_mechanism_table_shows_the_measures_and_the_flags(results):
+    header, rows = _mechanism_table(results)
+    assert header == ["measure", "xs (7.7k)", "s (363k)", "paper", "monotonic", "ends agree",
+                      "seeds agree"]
+    # a row's values share its largest one's three significant digits, the spread one digit
+    assert rows["frequent-task update strength"][1:] == [
+        "0.840 ± 0.04", "0.315 ± 0.01", "falls", "yes", "yes", "yes"]
+    assert rows["interference on the rare tasks"][0].startswith(
+        "interference on the rare tasks (×10⁻³ nats per step")
+    assert rows["interference on the rare tasks"][1:] == [
+        "4.20 ± 0.2", "6.30 ± 0.3", "falls", "no", "no", "no"]
+    assert rows["rare tasks' share of attention heads"][1:] == [
+        "0.210 ± 0.01", "—", "rises", "no", "no", "no"]
+    assert rows["frequent tasks' Adam update"][-4:] == ["—"] * 4  # no direction in the paper
+    text = " ".join(reading(results))
+    assert "follows that direction for 2 at every step up the ladder" in text
+    assert ("Interference on the rare tasks (paper: falls with size): 0.0042 at xs, 0.0063 at s "
+            "— this run does not agree") in text
+    assert "(26% at s)" in text  # about a quarter of s's half-lives outlasted the probe
+    assert "in 3 of 4 rare-task cases on the same seed and 2 of 4" in text
+    flipped = copy.deepcopy(results)
+    entry = flipped["summary"]["mechanism"]["measures"]["rare_interference"]
+    entry.update(monotonic=False, ends_agree=True, seeds_agree=True)
+    assert _mechanism_table(flipped)[1]["interference on the rare tasks"][-3:] == [
+        "no", "yes", "yes"]
+    text = " ".join(reading(flipped))
+    assert "this run agrees only between the ends, it is lower at the largest size" in text
+    assert "in each of the 2 seeds it is lower at the largest size" in text
+    assert "2 at every step up the ladder, 1 only between" in text
+
+
+def test_no_mechanism_no_figure_table_or_sentences(tmp_path):
+    results = make_results(seeds=(0,), boost={})
+    del results["summary"]["mechanism"]
+    assert "mechanism" not in write_plots(results, tmp_path)
+    assert all(s.title != "Mechanism against the paper" for s in lab_sections(results, {}))
+    assert "paper:" not in " ".join(reading(results))

@@ -14,6 +14,7 @@ import pytest
 import torch
 import yaml
 from helpers import one_line_error as _error
+from helpers import user_model_size
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -360,11 +361,11 @@ def test_two_cpu_processes_through_accelerate_launch(tmp_path, tiny_checkpoint, 
 def test_packed_examples_do_not_attend_to_each_other(tokenizer):
     # Three examples of different lengths packed into rows of 24 tokens: every example's logits
     # in its packed row are the ones it gets alone (no attention across the boundary).
-    from smolmix.models.ladder import build_model, get_size
+    from smolmix.models.ladder import build_model
     from smolmix.train.data import collate
     from smolmix.train.encoding import encode_prompt_completion
 
-    model = build_model(get_size("s"), tokenizer, seed=0).eval()
+    model = build_model(user_model_size(), tokenizer, seed=0).eval()
     prompts = ["copy 1 2 3 =", "sort 9 8 7 6 5 =", "reverse 4 5 =", "rotate 1 2 3 4 ="]
     completions = [" 1 2 3", " 5 6 7 8 9", " 5 4", " 2 3 4 1"]
     encoded = encode_prompt_completion(tokenizer, prompts, completions)

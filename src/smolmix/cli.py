@@ -138,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     diag.add_argument("--min-share", type=Path, help="JSON {task: smallest share learned}")
     diag.add_argument("--retention-steps", type=int, default=20,
                       help="steps on the task alone, then as many on the mixture")
+    diag.add_argument("--probe-steps", type=int, default=16,
+                      help="mixture steps of the retention probe at each checkpoint that kept "
+                           "its optimizer state")
     diag.add_argument("--out", type=Path, help="write diagnosis.json here")
     diag.add_argument("--quiet", action="store_true", help="no progress output")
     diag.set_defaults(func=_diagnose)
@@ -167,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="tasks, most frequent first; the last three are the rare tasks")
     rare.add_argument("--out", type=Path, help="run directory (default runs/rare-tasks-<preset>)")
     rare.add_argument("--jobs", type=int, help="parallel worker processes (default: CPU cores)")
+    rare.add_argument("--executor", default="process", choices=("process", "ray"),
+                      help="where the cells run: worker processes here (default), or Ray "
+                           "tasks (the cluster at RAY_ADDRESS, else a local Ray of --jobs CPUs)")
     rare.add_argument("--quiet", action="store_true", help="no progress output")
     rare.set_defaults(func=_lab_rare_tasks)
     return parser
@@ -276,13 +282,21 @@ def _gap(args: argparse.Namespace) -> None:
 
 
 def _diagnose(args: argparse.Namespace) -> None:
-    from smolmix.diagnose.command import DiagnoseSettings, diagnose, verdict_table
+    from smolmix.diagnose.command import (
+        DiagnoseSettings,
+        diagnose,
+        over_training_table,
+        verdict_table,
+    )
 
     settings = DiagnoseSettings(batch_size=args.batch_size, max_batches=args.max_batches,
-                                retention_steps=args.retention_steps)
+                                retention_steps=args.retention_steps,
+                                probe_steps=args.probe_steps)
     report = diagnose(args.run, args.tasks, args.data, args.isolation, args.min_share,
                       settings, out=args.out, quiet=args.quiet)
     print(verdict_table(report))
+    if report.get("over_training") and report["over_training"].get("summary"):
+        print("\n" + over_training_table(report))
     print(f"({report['seconds']:.1f} s)" + (f"; wrote {args.out}" if args.out else ""))
 
 
@@ -308,12 +322,14 @@ def _convert(args: argparse.Namespace) -> None:
 
 
 def _lab_rare_tasks(args: argparse.Namespace) -> None:
+    from smolmix.core.pool import check_executor
     from smolmix.lab.rare_tasks.report import reading, summary_table
     from smolmix.lab.rare_tasks.study import customize, get_preset, run_study
 
+    check_executor(args.executor)
     preset = customize(get_preset(args.preset), args.sizes, args.seeds, args.steps, args.tasks)
     out = args.out or Path("runs") / f"rare-tasks-{preset.name}"
-    results = run_study(preset, out, jobs=args.jobs, quiet=args.quiet)
+    results = run_study(preset, out, jobs=args.jobs, quiet=args.quiet, executor=args.executor)
     print(summary_table(results))
     print("\n" + "\n".join(reading(results)))
     print(f"\nwrote {out}/report.html and {out}/results.json")

@@ -27,7 +27,7 @@ from smolmix.core.errors import SmolmixError
 from smolmix.core.inputs import read_json_object
 from smolmix.core.output import atomic_output, check_output_dir
 from smolmix.core.records import Record, by_task
-from smolmix.core.rundir import list_checkpoints, read_manifest, write_manifest
+from smolmix.core.rundir import checkpoint_step, list_checkpoints, read_manifest, write_manifest
 from smolmix.diagnose.interference import (
     Interference,
     InterferenceCurve,
@@ -35,9 +35,11 @@ from smolmix.diagnose.interference import (
     interference_over_checkpoints,
     task_gradients,
 )
+from smolmix.diagnose.live import OPTIMIZER_FILE, measure_checkpoint, summarize_rows
 from smolmix.diagnose.neurons import Neurons, neuron_allocation
 from smolmix.diagnose.retention import retention
 from smolmix.diagnose.verdicts import curves_from_rows, judge
+from smolmix.evaluate.metrics import bucket_of
 from smolmix.mix.shares import mixture_shares
 from smolmix.models.loading import check_model_path, load_checkpoint
 from smolmix.models.prompting import PLAIN, read_prompt_format
@@ -49,7 +51,7 @@ from smolmix.train.encoding import encode_records
 
 DIAGNOSIS_FILE = "diagnosis.json"
 CONTROLS_FILE = "controls.json"
-MEASURES = ("interference", "retention", "neurons")
+MEASURES = ("interference", "retention", "neurons", "over_training")
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,8 @@ class DiagnoseSettings:
     then as many on the training mixture, at ``retention_lr`` (default: the run's learning
     rate × ``retention_lr_factor``; at the full rate a fresh Adam's first steps can wreck a
     trained tiny model, and the probe measures damage rather than retention); a gain under
-    ``min_gain`` nats leaves retention undefined.
+    ``min_gain`` nats leaves retention undefined. ``probe_steps``: the mixture steps of the
+    retention probe taken at each checkpoint (``over_training``).
     """
 
     batch_size: int = 32
@@ -71,11 +74,13 @@ class DiagnoseSettings:
     retention_lr: float | None = None
     retention_lr_factor: float = 0.1
     min_gain: float = 0.01
+    probe_steps: int = 16
     measures: tuple[str, ...] = MEASURES
 
     def __post_init__(self) -> None:
         for name, flag in (("batch_size", "--batch-size"), ("max_batches", "--max-batches"),
-                           ("retention_steps", "--retention-steps")):
+                           ("retention_steps", "--retention-steps"),
+                           ("probe_steps", "--probe-steps")):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise SmolmixError(f"must be positive, got {value}", flag)
@@ -263,6 +268,8 @@ def diagnose(run: Path, tasks: Sequence[str] | None = None, data: Path | None = 
                     r.config.learning_rate, settings, chosen, checkpoints=r.checkpoints,
                     say=say, prompt_format=prompt_format,
                     turns=r.config.assistant_turns)
+    over = over_training(r, records, {t: held[t] for t in chosen}, shares, tokenizer, settings,
+                         say, prompt_format) if "over_training" in settings.measures else None
     curves = curves_from_rows(r.curves)
     verdicts = []
     for task in chosen:
@@ -278,6 +285,7 @@ def diagnose(run: Path, tasks: Sequence[str] | None = None, data: Path | None = 
               "interference": found.interference.to_dict(),
               "interference_over_checkpoints": curve.to_dict() if curve else None,
               "retention": found.retention, "neurons": found.neurons.counts(),
+              "neuron_shares": found.neurons.shares(), "over_training": over,
               "verdicts": verdicts, "seconds": round(time.perf_counter() - start, 2)}
     if out is not None:
         with atomic_output(Path(out), inputs=inputs) as work:
@@ -285,6 +293,57 @@ def diagnose(run: Path, tasks: Sequence[str] | None = None, data: Path | None = 
             write_manifest(work, "diagnose", {"run": str(run), "tasks": chosen,
                                               "max_batches": settings.max_batches}, seed=None)
     return report
+
+
+def probed_tasks(shares: Mapping[str, float], tasks: Sequence[str]) -> list[str]:
+    """The tasks whose retention the checkpoint probe measures: the rare ones (share under
+    1%), else the least frequent task."""
+    rare = [t for t in tasks if bucket_of(shares.get(t, 0.0)) == "rare"]
+    return rare or [min(tasks, key=lambda t: shares.get(t, 0.0))]
+
+
+def over_training(run: TrainRun, records: Sequence[Record], held: Mapping[str, Sequence[Record]],
+                  shares: Mapping[str, float], tokenizer: PreTrainedTokenizerBase,
+                  settings: DiagnoseSettings, say: Callable[[str], None],
+                  prompt_format: str) -> dict | None:
+    """The mechanism at each of the run's checkpoints that kept its optimizer state, as the
+    lab's probe measures it during training (:func:`smolmix.diagnose.live.measure_checkpoint`),
+    condensed per task (:func:`smolmix.diagnose.live.summarize_rows`); None without
+    checkpoints. Groups: the tasks' frequency buckets (rare < 1% <= medium < 10% <= frequent).
+    The retention probe: one step on a batch of each probed task (:func:`probed_tasks`), then
+    ``probe_steps`` steps on the mixture without the probed tasks."""
+    usable = [c for c in run.checkpoints if (c / OPTIMIZER_FILE).is_file()]
+    if not usable:
+        return None
+    size = settings.step_batch_size or settings.batch_size
+    turns = run.config.assistant_turns
+
+    def batches_of(recs: Sequence[Record], limit: int | None = None) -> list[dict]:
+        return batches(tokenizer, recs, size, limit, prompt_format, turns)
+
+    held_batches = {t: batches(tokenizer, recs, settings.batch_size, settings.max_batches,
+                               prompt_format, turns) for t, recs in held.items()}
+    groups: dict[str, list[str]] = {}
+    for task in held:
+        groups.setdefault(bucket_of(shares.get(task, 0.0)), []).append(task)
+    probed = probed_tasks(shares, list(held))
+    own = {t: [r for r in records if r.task == t][:size] for t in probed}
+    rest = [r for r in records if r.task not in probed][:settings.probe_steps * size]
+    if not rest or not all(own.values()):
+        return {"rows": [], "summary": None, "reason": "the mixture has no examples of a probed "
+                "task or nothing besides the probed tasks"}
+    task_batches = {t: batches_of(recs) for t, recs in own.items()}
+    mixture_batches = batches_of(rest)
+    rows = []
+    for i, checkpoint in enumerate(usable, 1):
+        say(f"over training {i}/{len(usable)}: {checkpoint.name}")
+        model, _ = load_checkpoint(checkpoint)
+        rows.append({"step": checkpoint_step(checkpoint), **measure_checkpoint(
+            model, checkpoint, held_batches, shares, groups, task_batches, mixture_batches,
+            run.config.max_grad_norm, settings.probe_steps)})
+    total = max([row["step"] for row in run.curves] + [row["step"] for row in rows])
+    return {"probed": probed, "groups": groups, "rows": rows,
+            "summary": summarize_rows(rows, total)}
 
 
 def verdict_table(report: dict) -> str:
@@ -298,4 +357,25 @@ def verdict_table(report: dict) -> str:
                      f"{(f'{ret:+.2f}' if ret is not None else '-'):>7}  {v['verdict']}")
         if v["remedy"]:
             lines.append(f"{'':<16} remedy: {v['remedy']}")
+    return "\n".join(lines)
+
+
+def over_training_table(report: dict) -> str:
+    """The over-training measures per task, one line each (see :func:`over_training`)."""
+    over = report["over_training"]
+    steps = ", ".join(str(r["step"]) for r in over["rows"])
+    lines = [f"over training (checkpoints {steps}; first half, lr-weighted):",
+             f"{'task':<16} {'others dL':>10} {'others/own':>10} {'half-life':>9} "
+             f"{'neurons':>8} {'heads':>6}"]
+
+    def cell(value: float | None, fmt: str) -> str:
+        return "-" if value is None else format(value, fmt)
+
+    for task, v in sorted(over["summary"]["tasks"].items()):
+        censored = v.get("censored") or 0
+        half = cell(v.get("half_life"), ".1f") + ("+" if censored >= 0.5 else "")
+        lines.append(f"{task:<16} {cell(v.get('delta_others'), '+.2e'):>10} "
+                     f"{cell(v.get('others_over_self'), '+.2f'):>10} {half:>9} "
+                     f"{cell(v.get('neuron_share'), '.1%'):>8} "
+                     f"{cell(v.get('head_share'), '.1%'):>6}")
     return "\n".join(lines)

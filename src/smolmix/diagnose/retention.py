@@ -92,9 +92,9 @@ def retention(model: torch.nn.Module, task_batches: Sequence[Batch],
            else torch.optim.Adam(params, lr=lr))
     opt.zero_grad(set_to_none=True)
     start = held_out_loss(work, held_out)
-    _train(work, opt, task_batches, k, "the task")
+    train_steps(work, opt, task_batches, k, "the task")
     after_task = held_out_loss(work, held_out)
-    _train(work, opt, mixture_batches, m, "the mixture")
+    train_steps(work, opt, mixture_batches, m, "the mixture")
     after_mixture = held_out_loss(work, held_out)
     gain = start - after_task
     value: float | None = None
@@ -109,13 +109,14 @@ def retention(model: torch.nn.Module, task_batches: Sequence[Batch],
                      k=k, m=m, lr=lr, optimizer=optimizer)
 
 
-def _train(model: torch.nn.Module, opt: torch.optim.Optimizer, batches: Sequence[Batch],
-           steps: int, what: str) -> None:
-    """``steps`` optimiser steps, cycling through the batches that have target tokens."""
+def train_steps(model: torch.nn.Module, opt: torch.optim.Optimizer, batches: Sequence[Batch],
+                steps: int, what: str, start: int = 0) -> None:
+    """``steps`` optimiser steps in eval mode, cycling through the batches that have target
+    tokens: step ``i`` (counted from ``start``) uses usable batch ``i mod len``."""
     usable = [b for b in batches if target_tokens(b)]
     device = model_device(model)
     with eval_mode(model), torch.enable_grad():
-        for i in range(steps):
+        for i in range(start, start + steps):
             batch_loss(model, usable[i % len(usable)], device, f"step {i} on {what}").backward()
             opt.step()
             opt.zero_grad(set_to_none=True)

@@ -54,17 +54,33 @@ class LadderSize:
         )
 
 
+# Width at fixed depth (2 layers), head dimension 12 (xxs: 8), MLP 3x the width: xs to xl span
+# 12x in width, to xxl 16x (docs/lab-rare-tasks-design.md). Depth is held fixed because it
+# changes what a model can compute, not only how much.
 LADDER: dict[str, LadderSize] = {
     s.name: s
     for s in [
-        LadderSize("xxs", hidden=16, layers=1, heads=2, intermediate=32),
-        LadderSize("xs", hidden=24, layers=1, heads=2, intermediate=64),
-        LadderSize("s", hidden=32, layers=2, heads=2, intermediate=96),
-        LadderSize("m", hidden=48, layers=2, heads=4, intermediate=160),
-        LadderSize("l", hidden=64, layers=3, heads=4, intermediate=192),
-        LadderSize("xl", hidden=96, layers=3, heads=4, intermediate=288),
+        LadderSize("xxs", hidden=8, layers=2, heads=1, intermediate=24),
+        LadderSize("xs", hidden=12, layers=2, heads=1, intermediate=36),
+        LadderSize("s", hidden=24, layers=2, heads=2, intermediate=72),
+        LadderSize("m", hidden=48, layers=2, heads=4, intermediate=144),
+        LadderSize("l", hidden=96, layers=2, heads=8, intermediate=288),
+        LadderSize("xl", hidden=144, layers=2, heads=12, intermediate=432),
+        LadderSize("xxl", hidden=192, layers=2, heads=16, intermediate=576),  # the full preset
     ]
 }
+
+# µP's width rule for Adam: a hidden matrix's rate scales as 1/width, so the change of a
+# layer's output per step does not grow with width. BASE_WIDTH is the width at which the rate
+# is the configured one.
+BASE_WIDTH = 48
+
+
+def scaled_learning_rate(size: LadderSize, base_lr: float, base_width: int = BASE_WIDTH
+                         ) -> float:
+    """The learning rate of ``size``: ``base_lr * base_width / size.hidden`` (µP-style,
+    applied to every parameter; see docs/lab-rare-tasks-design.md)."""
+    return base_lr * base_width / size.hidden
 
 
 def get_size(name: str) -> LadderSize:

@@ -79,6 +79,17 @@ def template_ids(tokenizer: PreTrainedTokenizerBase, messages: Sequence[dict],
     return list(ids)
 
 
+def token_ids(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str]) -> list[list[int]]:
+    """Each text's token ids without special tokens: ``tokenizer(texts,
+    add_special_tokens=False)["input_ids"]``, through the Rust tokenizer directly when the
+    tokenizer is a fast one with no truncation or padding set (the same ids, without converting
+    every encoding into a ``BatchEncoding``, which dominated encoding short lab examples)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None) if tokenizer.is_fast else None
+    if backend is None or backend.truncation is not None or backend.padding is not None:
+        return tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+    return [e.ids for e in backend.encode_batch(list(texts), add_special_tokens=False)]
+
+
 def prompt_ids(tokenizer: PreTrainedTokenizerBase, prompts: Sequence[Prompt],
                fmt: str) -> list[list[int]]:
     """Each prompt's token ids in format ``fmt`` (a list of messages is always chat)."""
@@ -88,7 +99,7 @@ def prompt_ids(tokenizer: PreTrainedTokenizerBase, prompts: Sequence[Prompt],
     texts = [i for i, p in enumerate(prompts) if isinstance(p, str) and fmt == PLAIN]
     if texts:
         prefix = special_prefix(tokenizer)
-        encoded = tokenizer([prompts[i] for i in texts], add_special_tokens=False)["input_ids"]
+        encoded = token_ids(tokenizer, [prompts[i] for i in texts])
         for i, ids in zip(texts, encoded):
             out[i] = [*prefix, *ids]
     chats = [i for i, p in enumerate(prompts) if out[i] is None]

@@ -100,13 +100,14 @@ class _Fingerprint(TrainerCallback):
 
 
 def train(config: TrainConfig, out: Path, resume: bool | Path = False, quiet: bool = False,
-          scorers: Sequence[Scorer] = ()) -> dict | None:
+          scorers: Sequence[Scorer] = (), callbacks: Sequence[TrainerCallback] = ()
+          ) -> dict | None:
     """Train as ``config`` says into ``out``; return the manifest's summary (None in the
     other processes of a multi-process launch).
 
     ``resume``: True continues ``<out>.partial`` from its latest checkpoint, a path continues
-    from that checkpoint. ``scorers`` add per-task metrics to the curves (the lab's
-    interference split, for one).
+    from that checkpoint. ``scorers`` add per-task metrics to the curves; ``callbacks`` are
+    more Trainer callbacks (the lab's mechanism probe, for one).
     """
     # The process group as the Trainer will set it up (on a CPU only with cpu=True), before
     # any process decides whether it is the main one (the one that claims <out>.partial).
@@ -119,7 +120,7 @@ def train(config: TrainConfig, out: Path, resume: bool | Path = False, quiet: bo
     check_output_dir(out, inputs=_local_inputs(config))
     claim = claim_partial(out) if state.is_main_process else None
     try:
-        return _train(config, out, claim, state, resume, quiet, scorers, say)
+        return _train(config, out, claim, state, resume, quiet, scorers, callbacks, say)
     except BaseException as exc:
         if claim is not None:
             diverged = isinstance(exc, NonFiniteTraining) and resume is False
@@ -137,7 +138,8 @@ def _local_inputs(config: TrainConfig) -> list[Path]:
 
 
 def _train(config: TrainConfig, out: Path, claim: PartialClaim | None, state: PartialState,
-           resume: bool | Path, quiet: bool, scorers: Sequence[Scorer], say) -> dict | None:
+           resume: bool | Path, quiet: bool, scorers: Sequence[Scorer],
+           callbacks: Sequence[TrainerCallback], say) -> dict | None:
     partial = partial_path(out)
     resume_from = _resume_point(partial, resume, config)
     start = time.perf_counter()
@@ -200,7 +202,8 @@ def _train(config: TrainConfig, out: Path, claim: PartialClaim | None, state: Pa
     try:
         curves = fit(model, tokenizer, dataset, evaluator, config, steps, partial,
                      scorers=scorers, resume_from=resume_from,
-                     callbacks=[_Fingerprint(config, prompt_format), FiniteGuard()],
+                     callbacks=[_Fingerprint(config, prompt_format), FiniteGuard(),
+                                *callbacks],
                      progress=not quiet and state.is_main_process, save_to=partial)
     except KeyboardInterrupt:
         if state.is_main_process and _complete_checkpoints(partial):

@@ -18,6 +18,7 @@ from smolmix.models.prompting import (
     has_chat_template,
     prompt_ids,
     template_ids,
+    token_ids,
 )
 
 IGNORE_INDEX = -100
@@ -35,7 +36,7 @@ def encode_prompt_completion(
     match (the model must also stop).
     """
     p_ids = prompt_ids(tokenizer, list(prompts), PLAIN)
-    c_ids = tokenizer(list(completions), add_special_tokens=False)["input_ids"]
+    c_ids = token_ids(tokenizer, list(completions))
     eos = tokenizer.eos_token_id
     input_ids, labels = [], []
     for p, c in zip(p_ids, c_ids):

@@ -1,12 +1,26 @@
 """The rare-task mechanism in the lab's natural cells, and the lab's verdicts.
 
-- During training, at every evaluation step: each task's gradient on its held-out set and
-  the interference split under the cell's shares (``smolmix.diagnose.interference``); the
-  per-task values go into the cell's curves (``interference_others`` is the other tasks'
-  part over the task's own squared gradient norm: negative means they undo its progress).
-- After training, :func:`smolmix.diagnose.command.measure` (the orchestration behind
-  ``smolmix diagnose``) takes the retention probe on each rare task and the allocation of the
-  MLP neurons to tasks; :func:`measured` keeps what the lab's results hold of it.
+During training a :class:`smolmix.diagnose.live.MechanismProbe` writes the cell's
+``mechanism.jsonl`` (the measures ``smolmix diagnose`` also takes from checkpoints);
+:func:`cell_mechanism` condenses it per cell, :func:`summarize_mechanism` per size with the
+seed spread, each measure beside the paper's direction (docs/lab-rare-tasks-design.md):
+
+- ``frequent_update_strength``: the frequent tasks' share-weighted held-out gradient norm
+  (``frequent_update_norm``: their part of the Adam update per unit rate) — falls with size;
+- ``rare_interference``: the first-order change of a rare task's held-out loss per step from
+  the other tasks' part of the optimizer's actual update (nats; positive raises the loss),
+  mean over the rare tasks — falls with size; ``rare_others_over_self`` (that part over the
+  task's own pull) and ``rare_sgd_others_over_self`` (the SGD view) beside it;
+- ``retention_half_life``: mixture steps until half of a one-step rare-task gain is gone
+  (per task the median over the probe points, censored values counting as the probe's
+  length; mean over the rare tasks) — rises with size; ``retention_end``: the share left after
+  the probe's last step;
+- ``rare_neuron_share`` / ``rare_head_share``: the rare tasks' soft share of MLP neurons /
+  attention heads (summed over the rare tasks, mean over probe points) — rises with size.
+
+Values over training are summarised as the learning-rate-weighted mean over the first half of
+training (where learning happens; the last steps have a rate near 0); ratios as medians
+(:func:`smolmix.diagnose.live.summarize_rows`).
 """
 
 from __future__ import annotations
@@ -15,72 +29,109 @@ import math
 import statistics
 from collections.abc import Mapping, Sequence
 
-from smolmix.diagnose.command import Measured
-from smolmix.diagnose.interference import interference, task_gradients
+from smolmix.diagnose.live import as_rows, mean, summarize_rows
 from smolmix.diagnose.verdicts import Curve, judge
 
-
-def interference_scorer(held: Mapping[str, list[dict]], shares: Mapping[str, float]):
-    """A curve scorer: per task, the interference split under ``shares`` at this step."""
-    weights = {t: shares.get(t, 0.0) for t in held}
-
-    def score(model) -> dict[str, dict[str, float]]:
-        result = interference(task_gradients(model, held), weights)
-        return {task: {"grad_norm": _num(result.norms[task]),
-                       "interference_others": _num(result.others_normalised[task])}
-                for task in result.tasks}
-
-    return score
-
-
-def measured(found: Measured) -> dict:
-    """Retention of each rare task and the neurons each task holds, as the lab records them."""
-    return {"retention": {task: {"retention": _num(r.get("retention")),
-                                 "gain": _num(r.get("gain"))}
-                          for task, r in found.retention.items()},
-            "neurons": found.neurons.counts(), "neurons_total": int(sum(found.neurons.sizes))}
+# name -> the paper's direction as size grows
+DIRECTIONS = {
+    "frequent_update_strength": "falls",
+    "rare_interference": "falls",
+    "retention_half_life": "rises",
+    "rare_neuron_share": "rises",
+    "rare_head_share": "rises",
+}
+# reported beside them, with no stated direction
+COMPANIONS = ("frequent_update_norm", "rare_others_over_self", "rare_sgd_others_over_self",
+              "retention_end", "retention_censored")
 
 
 def _num(x: float | None) -> float | None:
-    return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), 6)
+    if x is None or not math.isfinite(float(x)):
+        return None
+    return round(float(x), 8)
 
 
-def _mean(values: Sequence[float | None]) -> float | None:
-    kept = [v for v in values if v is not None]
-    return round(sum(kept) / len(kept), 4) if kept else None
+def cell_mechanism(probe_rows: list[dict], rare: Sequence[str], steps: int) -> dict:
+    """One natural cell's probe rows condensed (:func:`smolmix.diagnose.live.summarize_rows`,
+    the same condensation ``smolmix diagnose`` applies to checkpoints): the cell's value of each
+    measure, a mean over the rare tasks, and the series over training."""
+    rows = as_rows(probe_rows)
+    found = summarize_rows(rows, steps)
+    per_task = found["tasks"]
+
+    def rare_mean(key: str) -> float | None:
+        return mean([per_task.get(t, {}).get(key) for t in rare])
+
+    def rare_sum(key: str) -> float | None:
+        values = [per_task.get(t, {}).get(key) for t in rare]
+        return None if any(v is None for v in values) else sum(values)
+
+    frequent = found["groups"].get("frequent", {})
+    values = {
+        "frequent_update_strength": frequent.get("grad_norm"),
+        "frequent_update_norm": frequent.get("update_norm"),
+        "rare_interference": rare_mean("delta_others"),
+        "rare_others_over_self": rare_mean("others_over_self"),
+        "rare_sgd_others_over_self": rare_mean("sgd_others_over_self"),
+        "retention_half_life": rare_mean("half_life"),
+        "retention_end": rare_mean("retention_end"),
+        "retention_censored": rare_mean("censored"),
+        "rare_neuron_share": rare_sum("neuron_share"),
+        "rare_head_share": rare_sum("head_share"),
+    }
+    update = [r for r in rows if r.get("update")]
+    series = {
+        "steps": [r["step"] for r in update], "lr": [r["lr"] for r in update],
+        "frequent_grad_norm": [r["groups"]["frequent"]["grad_norm"] for r in update],
+        "frequent_update_norm": [r["groups"]["frequent"]["update_norm"] for r in update],
+        "rare_delta_others": [mean([r["update"]["delta_others"][t] for t in rare])
+                              for r in update],
+        "rare_delta_self": [mean([r["update"]["delta_self"][t] for t in rare]) for r in update],
+    }
+    return {"values": {k: _num(v) for k, v in values.items()},
+            "per_task": {t: {k: _num(v) for k, v in per_task.get(t, {}).items()} for t in rare},
+            "series": {k: [_num(v) for v in vs] for k, vs in series.items()},
+            "retention_steps": [r["step"] for r in rows if r.get("retention")]}
 
 
-def _median(values: Sequence[float | None]) -> float | None:
-    kept = [v for v in values if v is not None]
-    return round(statistics.median(kept), 4) if kept else None
+def _direction(means: list[float | None], per_seed: dict[int, list[float | None]],
+               direction: str) -> dict:
+    sign = 1 if direction == "rises" else -1
+    known = [m for m in means if m is not None]
+    steps = [b - a for a, b in zip(known, known[1:])]
+    ends = [v[-1] - v[0] for v in per_seed.values() if v[0] is not None and v[-1] is not None]
+    return {
+        "monotonic": bool(steps) and len(known) == len(means)
+        and all(sign * d > 0 for d in steps),
+        "ends_agree": len(known) >= 2 and sign * (known[-1] - known[0]) > 0,
+        "seeds_agree": bool(ends) and all(sign * d > 0 for d in ends),
+    }
 
 
 def summarize_mechanism(preset, cells: Sequence[dict]) -> dict:
-    """Per size, over seeds and tasks: mean interference on the rare and frequent tasks over
-    training, median rare-task retention (where defined), mean neurons held per rare and per
-    frequent task."""
+    """Per measure: per size the mean over seeds, the spread and each seed's value, the paper's
+    direction and whether this run agrees (``monotonic``: every step between neighbouring
+    sizes goes that way; ``ends_agree``: largest minus smallest has that sign;
+    ``seeds_agree``: it has that sign in every seed)."""
     natural = [c for c in cells if c["kind"] == "natural" and c.get("mechanism")]
-    out: dict = {"steps": [], "interference_rare": {}, "interference_frequent": {},
-                 "interference_rare_final": [], "interference_frequent_final": [],
-                 "retention_rare": [], "neurons_rare": [], "neurons_frequent": [],
-                 "neurons_shared": [], "neurons_total": []}
-    for size in preset.sizes:
-        mine = [c for c in natural if c["size"] == size]
-        if not mine:
-            continue
-        out["steps"] = mine[0]["curves"][preset.rare_tasks[0]]["step"]
-        for group, tasks in (("rare", preset.rare_tasks), ("frequent", preset.frequent_tasks)):
-            series = [c["curves"][t]["interference_others"] for c in mine for t in tasks]
-            curve = [_mean([s[i] for s in series]) for i in range(len(series[0]))]
-            out[f"interference_{group}"][size] = curve
-            out[f"interference_{group}_final"].append(curve[-1])
-            out[f"neurons_{group}"].append(_mean(
-                [c["mechanism"]["neurons"][t] for c in mine for t in tasks]))
-        out["retention_rare"].append(_median(
-            [c["mechanism"]["retention"][t]["retention"] for c in mine
-             for t in preset.rare_tasks]))
-        out["neurons_shared"].append(_mean([c["mechanism"]["neurons"]["shared"] for c in mine]))
-        out["neurons_total"].append(mine[0]["mechanism"]["neurons_total"])
+    sizes = [s for s in preset.sizes if any(c["size"] == s for c in natural)]
+    out: dict = {"sizes": sizes, "measures": {}}
+    for name in (*DIRECTIONS, *COMPANIONS):
+        per_seed = {seed: [next((c["mechanism"]["values"][name] for c in natural
+                                 if c["size"] == s and c["seed"] == seed), None)
+                           for s in sizes] for seed in preset.seeds}
+        columns = [[v[i] for v in per_seed.values() if v[i] is not None]
+                   for i in range(len(sizes))]
+        entry = {"by_size": [_num(statistics.fmean(c)) if c else None for c in columns],
+                 "std_by_size": [_num(statistics.pstdev(c)) if len(c) > 1 else 0.0
+                                 for c in columns],
+                 "by_seed": {str(k): v for k, v in per_seed.items()}}
+        if name in DIRECTIONS:
+            entry["direction"] = DIRECTIONS[name]
+            entry.update(_direction(entry["by_size"], per_seed, DIRECTIONS[name]))
+        out["measures"][name] = entry
+    out["series"] = {s: [c["mechanism"]["series"] for c in natural if c["size"] == s]
+                     for s in sizes}
     return out
 
 
@@ -119,8 +170,9 @@ def lab_verdicts(preset, cells: Sequence[dict], min_share: Mapping[str, float | 
             curve = Curve(c["curves"][task]["step"], c["curves"][task]["exact_match"])
             mech = {}
             if c.get("mechanism"):
-                mech = {"interference_from_others": c["curves"][task]["interference_others"][-1],
-                        "retention": c["mechanism"]["retention"][task]["retention"]}
+                values = c["mechanism"]["values"]
+                mech = {"interference_from_others": values["rare_others_over_self"],
+                        "retention_half_life": values["retention_half_life"]}
                 mech = {k: v for k, v in mech.items() if v is not None}
             v = judge(task, curve, iso["final"][task]["exact_match"] if iso else None,
                       shares[task], min_share.get(c["size"]) if task == preset.boost_target

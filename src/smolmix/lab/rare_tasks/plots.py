@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from pathlib import Path
+from textwrap import fill
 
 import numpy as np
 from matplotlib import colormaps
@@ -15,6 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from smolmix.core.figures import new_figure, save_png
+from smolmix.lab.rare_tasks.reading import agreement, directional, measure_name
 from smolmix.lab.rare_tasks.results import (
     boost_points,
     boost_target,
@@ -240,47 +242,84 @@ def _rare_vs_size(results: dict) -> Figure:
     return fig
 
 
+AGREEMENT_COLORS = {"agrees": "darkgreen", "ends agree": "darkorange", "does not": RARE_COLOR}
+OVER_TRAINING = (  # the mechanism figure's top row: series key, y label, title, log y
+    ("frequent_grad_norm", "share-weighted gradient norm (log scale)",
+     "Frequent-task gradient norm over training", True),
+    ("rare_delta_others", "nats per step (+ raises the rare tasks' loss)",
+     "Interference on the rare tasks over training", False),
+)
+
+
 def _mechanism(results: dict) -> Figure | None:
-    """Three panels: rare-task interference over training per size; final interference and
-    retention against size; neurons held per task group against size."""
+    """Top: the frequent-task gradient norm and the interference on the rare tasks over
+    training, one line per size; bottom: each measure with a direction in the paper against
+    size, titled with that direction and whether this run agrees."""
     mech = results["summary"].get("mechanism")
-    if not mech or not mech.get("interference_rare"):
+    measures = directional(mech)
+    if not mech or not mech.get("sizes") or not measures:
         return None
-    sizes = [s for s in results["sizes"] if s["name"] in mech["interference_rare"]]
-    params = np.asarray([s["params"] for s in sizes], dtype=float)
-    fig = new_figure(13.5, 4.2)
-    a, b, c = fig.subplots(1, 3)
-    for size, color in zip(sizes, _size_colors(len(sizes)), strict=True):
-        a.plot(mech["steps"], floats(mech["interference_rare"][size["name"]], 0), color=color,
-               marker="o", markersize=3, label=_size_label(size))
-    a.axhline(0, color="black", linewidth=0.8)
-    a.set_xlabel("training step")
-    a.set_ylabel("others' part / own |g|² (rare tasks)")
-    a.set_title("Interference on the rare tasks", fontsize=10)
-    a.legend(fontsize=7)
-    b.plot(params, floats(mech["interference_rare_final"], 0), "o-", color="firebrick",
-           label="interference on rare tasks (end)")
-    b.plot(params, floats(mech["interference_frequent_final"], 0), "^-", color="steelblue",
-           label="interference on frequent tasks (end)")
-    b.plot(params, floats(mech["retention_rare"], 0), "s--", color="darkgreen",
-           label="retention of rare-task gains")
-    b.axhline(0, color="black", linewidth=0.8)
-    b.set_title("Interference and retention against size", fontsize=10)
-    c.plot(params, floats(mech["neurons_rare"], 0), "o-", color="firebrick",
-           label="neurons per rare task")
-    c.plot(params, floats(mech["neurons_frequent"], 0), "^-", color="steelblue",
-           label="neurons per frequent task")
-    shared = ", ".join(f"{v:.0f}" for v in floats(mech["neurons_shared"], 0))
-    c.set_title(f"MLP neurons held per task (shared: {shared})", fontsize=9)
-    for ax in (b, c):
-        ax.set_xscale("log")
-        ax.set_xticks(params, [f"{s['name']}\n{fmt_params(p)}" for s, p in zip(sizes, params)],
-                      fontsize=8)
-        ax.minorticks_off()
-        ax.legend(fontsize=7)
-    for ax in (a, b, c):
+    sizes = [s for s in results["sizes"] if s["name"] in mech["sizes"]]
+    colors = dict(zip(size_names(results), _size_colors(len(results["sizes"])), strict=True))
+    n = len(measures)
+    fig = new_figure(max(11.0, 2.7 * n), 7.8)
+    grid = fig.add_gridspec(2, 2 * n, height_ratios=(1.15, 1))
+    for k, (key, ylabel, title, log) in enumerate(OVER_TRAINING):
+        ax = fig.add_subplot(grid[0, k * n:(k + 1) * n])
+        for size in sizes:
+            _draw_series(ax, mech.get("series", {}).get(size["name"]) or [], key,
+                         colors[size["name"]], log)
+        ax.set(xlabel="training step", ylabel=ylabel, yscale="log" if log else "linear")
+        if not log:
+            ax.axhline(0, color="black", linewidth=0.8)
+        ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
+    params = np.asarray([s["params"] for s in sizes], dtype=float)
+    for k, (name, entry) in enumerate(measures.items()):
+        ax = fig.add_subplot(grid[1, 2 * k:2 * k + 2])
+        _draw_measure(ax, params, entry)
+        _log_ticks(ax, list(params), [s["name"] for s in sizes])  # parameters in the legend
+        ax.tick_params(labelsize=7)
+        ax.set_xlim(params.min() / 2, params.max() * 2)
+        what, unit = measure_name(name)
+        agrees = agreement(entry)
+        ax.set_xlabel("size (parameters, log scale)", fontsize=7)
+        ax.set_ylabel(unit, fontsize=8)
+        ax.set_title(f"{fill(what, 30, break_on_hyphens=False)}\n"
+                     f"paper: {entry['direction']} — this run: {agrees}",
+                     fontsize=8, color=AGREEMENT_COLORS[agrees])
+        ax.grid(alpha=0.3)
+    _size_legend(fig, sizes, [colors[s["name"]] for s in sizes])
+    fig.suptitle(f"The mechanism on the natural mixture ({seed_note(results)})", fontsize=11)
     return fig
+
+
+def _draw_series(ax: Axes, runs: list[dict], key: str, color, positive: bool) -> None:
+    """One size's series ``key`` over training, mean over seeds (``positive``: values <= 0
+    left out, for a log axis)."""
+    runs = [r for r in runs if r.get(key) and r.get("steps")]
+    if not runs:
+        return
+    n = min(len(r[key]) for r in runs)
+    values = np.ma.masked_invalid([floats(r[key][:n], n) for r in runs])
+    if positive:
+        values = np.ma.masked_less_equal(values, 0)
+    mean = values.mean(axis=0).filled(np.nan)
+    ax.plot(floats(runs[0]["steps"][:n], n), mean, color=color, marker="o", markersize=3,
+            linewidth=1.5)
+
+
+def _draw_measure(ax: Axes, params: np.ndarray, entry: dict) -> None:
+    """A measure against size: mean ± std over seeds, each seed a faint dot."""
+    mean = floats(entry.get("by_size"), len(params))
+    if np.all(np.isnan(mean)):
+        ax.text(0.5, 0.5, "not measured", transform=ax.transAxes, ha="center", color="gray")
+        return
+    for values in (entry.get("by_seed") or {}).values():
+        ax.plot(params, floats(values, len(params)), "o", color="gray", alpha=0.35,
+                markersize=4, linestyle="none")
+    std = np.nan_to_num(floats(entry.get("std_by_size"), len(params)))
+    ax.errorbar(params, mean, yerr=std, color="black", marker="o", capsize=3, linewidth=1.5)
 
 
 PLOTS: dict[str, Callable[[dict], Figure | None]] = {

@@ -181,23 +181,53 @@ def _boost_verdict(min_share: dict, sizes: list[str], natural: float | None) -> 
     return "so raising the share alone does not rescue it here."
 
 
+# ---------------------------------------------------------------- the mechanism
+
+MEASURES = {  # summary["mechanism"]["measures"] name -> (what it is, its unit)
+    "frequent_update_strength": ("frequent-task update strength",
+                                 "share-weighted gradient norm"),
+    "rare_interference": ("interference on the rare tasks", "nats per step, + raises their loss"),
+    "retention_half_life": ("retention half-life of a rare-task step", "mixture steps"),
+    "rare_neuron_share": ("rare tasks' share of MLP neurons", "soft share"),
+    "rare_head_share": ("rare tasks' share of attention heads", "soft share"),
+    "frequent_update_norm": ("frequent tasks' Adam update", "per unit rate"),
+    "rare_others_over_self": ("other tasks' part over the rare task's own, Adam", "ratio"),
+    "rare_sgd_others_over_self": ("other tasks' part over the rare task's own, SGD", "ratio"),
+    "retention_end": ("share of a rare-task gain left at the probe's end", ""),
+    "retention_censored": ("share of half-lives censored at the probe's length", ""),
+}
+LOWER = {"falls": "lower", "rises": "higher"}  # the paper's direction, largest vs smallest size
+
+
+def measure_name(name: str) -> tuple[str, str]:
+    """What a mechanism measure is and its unit (the raw name for one the report does not
+    know)."""
+    return MEASURES.get(name, (name.replace("_", " "), ""))
+
+
+def directional(mech: dict | None) -> dict[str, dict]:
+    """The mechanism measures that carry the paper's direction, in the summary's order."""
+    measures = (mech or {}).get("measures") or {}
+    return {k: v for k, v in measures.items() if v.get("direction")}
+
+
+def agreement(entry: dict) -> str:
+    """``agrees`` (monotonic in the paper's direction), ``ends agree`` (only the largest vs the
+    smallest size) or ``does not``."""
+    if entry.get("monotonic"):
+        return "agrees"
+    return "ends agree" if entry.get("ends_agree") else "does not"
+
+
 def _mechanism_sentences(results: dict) -> list[str]:
-    """What the measured mechanism says, from the numbers."""
+    """Per measure with a direction in the paper, whether this run agrees; the censoring of the
+    retention probe; how often the verdicts match the lab's ground truth."""
     summary = results["summary"]
     mech, diag = summary.get("mechanism"), summary.get("diagnosis")
-    out = []
-    if mech and mech.get("interference_rare_final"):
-        names = [n for n in summary["size_names"] if n in mech["interference_rare"]]
-        inter = mech["interference_rare_final"]
-        ret = mech["retention_rare"]
-        out.append("Interference from the other tasks on the rare tasks at the end of training "
-                   "(their part of the mixture step over the task's own squared gradient; "
-                   "negative undoes the task): " + ", ".join(
-                       f"{n} {v:+.2f}" if v is not None else f"{n} n/a"
-                       for n, v in zip(names, inter)) + ".")
-        out.append("Retention of a rare-task gain after as many mixture steps (1 = kept, 0 = "
-                   "lost): " + ", ".join(f"{n} {v:.2f}" if v is not None else f"{n} n/a"
-                                        for n, v in zip(names, ret)) + ".")
+    measures = directional(mech)
+    out = [_agreement_count(measures)] if measures else []
+    out += [_measure_sentence(name, entry, mech["sizes"]) for name, entry in measures.items()]
+    out.append(_censoring_sentence(mech))
     if diag and diag.get("agreement_same_seed") is not None:
         same, other = diag["agreement_counts"]["same_seed"], diag["agreement_counts"]["other_seed"]
         text = (f"Verdicts agree with the lab's ground truth in {same[0]} of {same[1]} "
@@ -205,4 +235,57 @@ def _mechanism_sentences(results: dict) -> list[str]:
         if other[1]:
             text += f" and {other[0]} of {other[1]} when checked against the other seeds' runs"
         out.append(text + ".")
-    return out
+    return [s for s in out if s]
+
+
+def _agreement_count(measures: dict[str, dict]) -> str:
+    by = {a: [n for n, e in measures.items() if agreement(e) == a]
+          for a in ("agrees", "ends agree", "does not")}
+    parts = [f"{len(by['agrees'])} at every step up the ladder",
+             f"{len(by['ends agree'])} only between the smallest and the largest size",
+             f"{len(by['does not'])} not at all"]
+    return (f"Of the {len(measures)} mechanism measures whose direction with size the paper "
+            f"states, this run follows that direction for {_and_join(parts)}.")
+
+
+def _measure_sentence(name: str, entry: dict, sizes: list[str]) -> str:
+    """``<measure> (paper: falls with size): <value at each size> — this run agrees, ...``."""
+    what = measure_name(name)[0]
+    direction, lower = entry["direction"], LOWER[entry["direction"]]
+    head = f"{what[0].upper()}{what[1:]} (paper: {direction} with size)"
+    known = [(s, v) for s, v in zip(sizes, entry.get("by_size") or []) if not is_missing(v)]
+    if len(known) < 2:
+        return f"{head}: this run measured it at fewer than two sizes, so it cannot tell."
+    values = ", ".join(f"{v:.3g} at {s}" for s, v in known)
+    if entry.get("monotonic"):
+        verdict = f"this run agrees, it {direction} at every step from the smallest size up"
+    elif entry.get("ends_agree"):
+        verdict = (f"this run agrees only between the ends, it is {lower} at the largest size "
+                   f"than at the smallest but not at every step")
+    else:
+        verdict = (f"this run does not agree, it is not {lower} at the largest size than at "
+                   f"the smallest")
+    return f"{head}: {values} — {verdict}{_seeds_clause(entry, lower)}."
+
+
+def _seeds_clause(entry: dict, lower: str) -> str:
+    seeds = len(entry.get("by_seed") or {})
+    if seeds < 2:
+        return " (one seed)"
+    if entry.get("seeds_agree"):
+        return f"; in each of the {seeds} seeds it is {lower} at the largest size"
+    return f"; the {seeds} seeds do not all have it {lower} at the largest size"
+
+
+def _censoring_sentence(mech: dict | None) -> str | None:
+    """Where some rare-task steps outlasted the retention probe, the half-life is a floor."""
+    mech = mech or {}
+    censored = ((mech.get("measures") or {}).get("retention_censored") or {}).get("by_size")
+    shares = [(s, v) for s, v in zip(mech.get("sizes") or [], censored or [])
+              if not is_missing(v) and v > 0]
+    if not shares:
+        return None
+    listed = _and_join([f"{pct(v)}% at {s}" for s, v in shares])
+    return (f"Some rare-task steps kept more than half their gain to the end of the retention "
+            f"probe ({listed}); their half-life counts as the probe's length, so the measured "
+            f"half-life is a lower bound there.")

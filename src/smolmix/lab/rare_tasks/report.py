@@ -2,17 +2,19 @@
 kind ``lab.rare-tasks``), the page ``run_study`` writes into the run, and the terminal summary.
 
 The page is smolmix's report page with the lab's sections: the reading, the summary table, the
-plots, the verdicts, the tasks, the preset and the files of the run.
+plots, the mechanism's measures beside the paper's directions, the verdicts, the tasks, the
+preset and the files of the run.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
 from smolmix.lab.rare_tasks.plots import write_plots
-from smolmix.lab.rare_tasks.reading import fmt_acc, reading
+from smolmix.lab.rare_tasks.reading import fmt_acc, measure_name, reading
 from smolmix.lab.rare_tasks.results import (
     RESULTS_FILE,
     at,
@@ -22,7 +24,7 @@ from smolmix.lab.rare_tasks.results import (
     seed_note,
 )
 from smolmix.report.assets import Assets
-from smolmix.report.formats import MISSING, fmt_params, fmt_seconds, fmt_share
+from smolmix.report.formats import MISSING, fmt_params, fmt_seconds, fmt_share, is_missing
 from smolmix.report.page import Bullets, FileList, Image, Page, Section, Table, Text, write_page
 from smolmix.report.registry import register_sections
 from smolmix.report.views import Run
@@ -39,9 +41,14 @@ PLOT_CAPTIONS = {
              "the natural mixture, the dashed line the learning threshold.",
     "rare_vs_size": "Mean exact match on the rare tasks (in the mixture and trained alone) and "
                     "on the frequent tasks, against the number of parameters.",
-    "mechanism": "The mechanism in the natural mixture: interference from the other tasks on "
-                 "the rare tasks during training (negative undoes them), interference and "
-                 "retention against size, and MLP neurons held per task group.",
+    "mechanism": "The mechanism, measured during training on the natural mixture. Top: the "
+                 "frequent tasks' share-weighted gradient norm (log scale) and the first-order "
+                 "change of the rare tasks' held-out loss per step from the other tasks' part "
+                 "of the Adam update (positive raises it), mean over seeds, one line per size. "
+                 "Bottom: each measure with a direction in the paper against the number of "
+                 "parameters, mean ± std over seeds with each seed as a faint dot, titled with "
+                 "the paper's direction and whether this run agrees (every step between sizes "
+                 "goes that way) or only its ends do.",
 }
 
 PLOT_FILES = {
@@ -49,7 +56,8 @@ PLOT_FILES = {
     "curves": "per-task learning curves on the natural mixture, one line per size.",
     "boost": "accuracy on the boost target against its share of the mixture.",
     "rare_vs_size": "rare (mixture and alone) and frequent accuracy against model size.",
-    "mechanism": "interference, retention and neurons per task group against size.",
+    "mechanism": "the mechanism over training and each of its measures against size, beside "
+                 "the paper's direction.",
 }
 
 FILES = (
@@ -144,6 +152,81 @@ def _plots(results: dict, plots: dict[str, str]) -> list:
     return images or [Text("No plots were written.")]
 
 
+MECHANISM_NOTE = (
+    "Each measure's value at each size: {seeds} (the sizes with natural cells). paper: its "
+    "direction as size grows in Huang et al. 2026; monotonic: every step between neighbouring "
+    "sizes goes that way; ends agree: the largest size minus the smallest has that sign; seeds "
+    "agree: it has that sign in every seed. The measures without a direction are reported "
+    "beside them. A measure taken over training is condensed to its learning-rate-weighted "
+    "mean over the first half (a ratio to its median); smolmix's docs/lab-rare-tasks-design.md "
+    "describes each.")
+SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def _flag(entry: dict, key: str) -> str:
+    return MISSING if key not in entry else "yes" if entry[key] else "no"
+
+
+def _row_scale(means: list[float | None]) -> tuple[int, int]:
+    """The power of ten a measure's row is shown in (0, or a multiple of 3 for values under 0.1
+    or from 1000 on) and the decimals that give its largest value three significant digits:
+    one row, one fixed format, so the table stays narrow and its columns line up."""
+    known = [abs(v) for v in means if not is_missing(v) and v != 0]
+    if not known:
+        return 0, 3
+    top = math.floor(math.log10(max(known)))
+    power = 0 if -1 <= top < 3 else 3 * math.floor(top / 3)
+    return power, max(0, 2 - (top - power))
+
+
+def _fmt_scaled(mean: float | None, std: float | None, power: int, decimals: int) -> str:
+    """``mean`` in units of ``10**power`` with ``decimals``; ``std`` to one significant digit
+    (no more decimals than the mean)."""
+    if is_missing(mean):
+        return MISSING
+    text = f"{mean / 10**power:.{decimals}f}"
+    if is_missing(std):
+        return text
+    std /= 10**power
+    digits = max(0, min(decimals, -math.floor(math.log10(std)))) if std > 0 else 0
+    return f"{text} ± {std:.{digits}f}"
+
+
+def _mechanism_rows(mech: dict) -> list[list[str]]:
+    """One row per measure: its mean ± std per size, the paper's direction and this run's
+    agreement flags (— for the measures without a direction)."""
+    rows = []
+    for name, entry in mech["measures"].items():
+        what, unit = measure_name(name)
+        means, stds = entry.get("by_size") or [], entry.get("std_by_size") or []
+        spread = len(entry.get("by_seed") or {}) > 1
+        power, decimals = _row_scale(means)
+        if power:
+            unit = f"×10{str(power).translate(SUPERSCRIPT)} {unit}".rstrip()
+        rows.append([
+            f"{what} ({unit})" if unit else what,
+            *(_fmt_scaled(mean, at(stds, i) if spread else None, power, decimals)
+              for i, mean in enumerate(means)),
+            entry.get("direction", MISSING),
+            *(_flag(entry, key) for key in ("monotonic", "ends_agree", "seeds_agree")),
+        ])
+    return rows
+
+
+def _mechanism(results: dict) -> list[Section]:
+    """The mechanism's measures per size beside the paper's direction (none when the run
+    measured no mechanism)."""
+    mech = results["summary"].get("mechanism")
+    if not mech or not mech.get("measures"):
+        return []
+    params = dict(zip(results["summary"]["size_names"], results["summary"]["sizes"]))
+    sizes = [f"{s} ({fmt_params(params[s])})" if s in params else s for s in mech["sizes"]]
+    return [Section("Mechanism against the paper", [Table(
+        ["measure", *sizes, "paper", "monotonic", "ends agree", "seeds agree"],
+        _mechanism_rows(mech), text_columns=tuple(range(len(sizes) + 1, len(sizes) + 5)),
+        note=MECHANISM_NOTE.format(seeds=seed_note(results)))])]
+
+
 def _verdicts(results: dict) -> list[Section]:
     """The lab's verdict per natural cell and rare task (none when it diagnosed nothing)."""
     diag = results["summary"].get("diagnosis")
@@ -182,6 +265,7 @@ def lab_sections(results: dict, plots: dict[str, str]) -> list[Section]:
         Section("What this run shows", [Bullets(reading(results))]),
         Section("Summary", [Table(header, rows, note=_summary_note(results))]),
         Section("Plots", _plots(results, plots)),
+        *_mechanism(results),
         *_verdicts(results),
         Section("Tasks", [_tasks(results)]),
         Section("Preset", [_preset(results)]),
