@@ -247,3 +247,22 @@ def test_ctrl_c_leaves_nothing_that_looks_complete(tmp_path):
     assert proc.returncode != 0
     assert not out.exists() and not partial.exists()
     assert "interrupted" in err
+
+
+def test_the_quick_grid_has_every_control_the_design_names():
+    """docs/lab-rare-tasks-design.md: natural cells at every size and seed; every task alone
+    at the two smallest sizes (first seed); the rare tasks alone at every size and seed; the
+    boost sweep at the two smallest sizes."""
+    preset = get_preset("quick")
+    cells = plan_cells(preset)
+    iso = {(c.size, c.seed, c.focus) for c in cells if c.kind == "isolation"}
+    for size in preset.sizes:
+        for seed in preset.seeds:
+            alone = set(preset.tasks) if size in ("xs", "s") and seed == 0 \
+                else set(preset.rare_tasks)
+            assert {t for s, sd, t in iso if s == size and sd == seed} == alone
+    assert preset.rare_tasks == ("lookup", "sort", "running_max")
+    assert {(c.size, c.boost_share) for c in cells if c.kind == "boost"} == \
+        {(s, b) for s in ("xs", "s") for b in (0.01, 0.03, 0.1)}
+    assert sum(c.kind == "natural" for c in cells) == 10 and len(cells) == 58
+    assert preset.natural_shares()["running_max"] == pytest.approx(0.0031, abs=1e-4)

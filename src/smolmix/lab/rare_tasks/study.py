@@ -92,8 +92,9 @@ class Preset:
     frequent_count: int = 3
     isolation_steps_fraction: float = 0.25
     isolation_all_count: int = 2
+    isolation_all_seed_count: int = 1
     boost_count: int = 2
-    boost_shares: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3)
+    boost_shares: tuple[float, ...] = (0.01, 0.03, 0.1)
     batch_size: int = 32
     learning_rate: float = 3e-3  # at width BASE_WIDTH; each size's rate is scaled by width
     warmup_steps: int = 50
@@ -124,9 +125,16 @@ class Preset:
         """The sizes at which every task (not only the rare ones) is trained alone."""
         return self.sizes[: self.isolation_all_count]
 
-    def isolated_tasks(self, size: str) -> tuple[str, ...]:
-        """The tasks ``size`` trains alone: all of them at the smallest sizes, else the rare."""
-        return self.tasks if size in self.isolation_all_sizes else self.rare_tasks
+    @property
+    def isolation_all_seeds(self) -> tuple[int, ...]:
+        """The seeds at which every task is trained alone (the rare tasks: at every seed)."""
+        return self.seeds[: self.isolation_all_seed_count]
+
+    def isolated_tasks(self, size: str, seed: int) -> tuple[str, ...]:
+        """The tasks ``size`` trains alone with ``seed``: all of them at the smallest sizes
+        and first seeds, else the rare ones."""
+        every = size in self.isolation_all_sizes and seed in self.isolation_all_seeds
+        return self.tasks if every else self.rare_tasks
 
     def n(self, task: str) -> int | None:
         """The task's complexity knob (None: the task's default)."""
@@ -149,6 +157,7 @@ PRESETS: dict[str, Preset] = {
     # closer to the paper: a 16x width span, 3x the steps, 3 seeds, boost shares from 0.25%
     "full": Preset("full", sizes=("xs", "s", "m", "l", "xl", "xxl"), seeds=(0, 1, 2),
                    steps=6000, isolation_steps_fraction=0.5, isolation_all_count=3,
+                   isolation_all_seed_count=3,
                    boost_count=3, boost_shares=(0.0025, 0.005, 0.01, 0.03, 0.1, 0.3),
                    eval_every=500, probe_every=500, retention_n=64),
     "smoke": Preset("smoke", sizes=("xxs", "xs"), seeds=(0,), steps=40, boost_count=1,
@@ -226,7 +235,7 @@ def plan_cells(preset: Preset) -> list[Cell]:
         for size in preset.sizes:
             cells.append(Cell("natural", size, seed, preset.steps, natural))
             cells.extend(Cell("isolation", size, seed, preset.isolation_steps, {task: 1.0},
-                              focus=task) for task in preset.isolated_tasks(size))
+                              focus=task) for task in preset.isolated_tasks(size, seed))
         for size in preset.boost_sizes:
             for share in preset.boost_shares:
                 shares = boost(natural, {preset.boost_target: share})
@@ -375,11 +384,12 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 def summarize_study(preset: Preset, cells: list[dict], params: dict[str, int]) -> dict:
     """The ``summary`` object of results.json, computed from the cells' final scores."""
 
-    def group_acc(kind: str, size: str, tasks: tuple[str, ...]) -> tuple[float, float]:
+    def group_acc(kind: str, size: str, tasks: tuple[str, ...],
+                  seeds: tuple[int, ...] = preset.seeds) -> tuple[float, float]:
         """Mean over ``tasks`` (each scored by the cell that trained on it), mean ± std over
-        seeds."""
+        ``seeds``."""
         per_seed = []
-        for seed in preset.seeds:
+        for seed in seeds:
             mine = [c for c in cells
                     if c["kind"] == kind and c["size"] == size and c["seed"] == seed]
             per_seed.append(statistics.fmean(
@@ -432,9 +442,10 @@ def summarize_study(preset: Preset, cells: list[dict], params: dict[str, int]) -
         "rare_expressible_acc_by_size": expr, "rare_expressible_acc_std_by_size": expr_std,
         "every_task_alone": {
             "sizes": list(preset.isolation_all_sizes),
-            "isolation": {t: [group_acc("isolation", size, (t,))[0]
+            "seeds": list(preset.isolation_all_seeds),
+            "isolation": {t: [group_acc("isolation", size, (t,), preset.isolation_all_seeds)[0]
                               for size in preset.isolation_all_sizes] for t in preset.tasks},
-            "natural": {t: [group_acc("natural", size, (t,))[0]
+            "natural": {t: [group_acc("natural", size, (t,), preset.isolation_all_seeds)[0]
                             for size in preset.isolation_all_sizes] for t in preset.tasks},
         },
         "boost_target": target,
