@@ -264,5 +264,5 @@ def test_the_quick_grid_has_every_control_the_design_names():
     assert preset.rare_tasks == ("lookup", "sort", "running_max")
     assert {(c.size, c.boost_share) for c in cells if c.kind == "boost"} == \
         {(s, b) for s in ("xs", "s") for b in (0.01, 0.03, 0.1)}
-    assert sum(c.kind == "natural" for c in cells) == 10 and len(cells) == 58
+    assert sum(c.kind == "natural" for c in cells) == 10 and len(cells) == 64
     assert preset.natural_shares()["running_max"] == pytest.approx(0.0031, abs=1e-4)
