@@ -453,6 +453,10 @@ DIAGNOSE_CASES = {
                                      "smolmix.json"),
     "checkpoint-truncated-safetensors": (_in_run(lambda r: _truncate(
         r / "checkpoints" / "checkpoint-4" / "model.safetensors")), "model.safetensors"),
+    "optimizer-state-truncated": (_in_run(lambda r: _truncate(
+        r / "checkpoints" / "checkpoint-4" / "optimizer.pt")), "optimizer.pt"),
+    "probe-steps-zero": (lambda tmp, src: _diagnose(_train_run(tmp, src), "--probe-steps", "0"),
+                         "must be positive"),
     "mixture-truncated-arrow": (lambda tmp, src: _in_run(lambda r: _truncate(next(
         (tmp / "mix-natural").glob("*.arrow"))))(tmp, src), "mixture is corrupt"),
     # --isolation / --min-share / --data files

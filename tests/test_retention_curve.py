@@ -206,3 +206,22 @@ def test_bad_settings_are_user_errors():
         copy_optimizer(opt, model, copy.deepcopy(model))
     with pytest.raises(SmolmixError, match="cannot copy the NeedsExtra"):
         copy_optimizer(NeedsExtra(model.parameters(), 1), model, copy.deepcopy(model))
+
+
+def test_a_copy_of_a_model_whose_forward_a_trainer_replaced_runs_its_own_weights():
+    """TRL and accelerate set ``model.forward`` on the instance to a closure over the original
+    module; a plain deep copy would keep calling the original. ``detached_copy`` does not."""
+    import types
+
+    from smolmix.diagnose.batches import detached_copy
+
+    original = torch.nn.Linear(2, 1, bias=False)
+    bound = original.forward
+    original.forward = types.MethodType(lambda self, x: bound(x), original)
+    copy_ = detached_copy(original)
+    with torch.no_grad():
+        copy_.weight.fill_(3.0)
+        original.weight.fill_(1.0)
+    x = torch.ones(1, 2)
+    assert original(x).item() == 2.0
+    assert copy_(x).item() == 6.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
@@ -74,3 +75,18 @@ def eval_mode(model: torch.nn.Module) -> Iterator[None]:
     finally:
         for module, flag in flags:
             module.training = flag
+
+
+def detached_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """A deep copy of ``model`` that computes with its own weights.
+
+    A trainer may replace a module's ``forward`` on the instance with a closure over the
+    original module (TRL's fused-loss forward, accelerate's autocast wrapper); a deep copy keeps
+    that closure, so the copy would run the original's weights. Such instance-level
+    ``forward`` attributes are dropped from the copy, which then runs its class's forward (in
+    the parameters' own precision, without the trainer's autocast)."""
+    work = copy.deepcopy(model)
+    for module in work.modules():
+        if "forward" in vars(module):
+            del module.forward
+    return work

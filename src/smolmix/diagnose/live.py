@@ -22,7 +22,6 @@ restored, and the retention branches run on copies.
 from __future__ import annotations
 
 import json
-import math
 import pickle
 import statistics
 from collections.abc import Mapping, Sequence
@@ -35,7 +34,7 @@ from transformers import Trainer, TrainerCallback
 from smolmix.core.errors import SmolmixError, first_line
 from smolmix.core.inputs import iter_json_objects
 from smolmix.diagnose.batches import Batch, TaskBatches
-from smolmix.diagnose.interference import interference, task_gradients
+from smolmix.diagnose.interference import _json_safe, _ratio, interference, task_gradients
 from smolmix.diagnose.neurons import neuron_allocation
 from smolmix.diagnose.retention_curve import retention_curves
 from smolmix.diagnose.update_interference import group_strength, update_interference
@@ -70,8 +69,8 @@ def measure_update(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
     return {"lr": current_lr(opt), "update": adam.to_dict(),
             "sgd": {key: sgd.to_dict()[key] for key in
                     ("norms", "self_part", "others_part", "total", "others_normalised")},
-            "sgd_others_over_self": {t: _ratio(sgd.others_part[t], sgd.self_part[t])
-                                     for t in sgd.tasks},
+            "sgd_others_over_self": _json_safe({t: _ratio(sgd.others_part[t], sgd.self_part[t])
+                                                for t in sgd.tasks}),
             "groups": strength}
 
 
@@ -89,12 +88,6 @@ def measure_retention(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
 def measure_units(model: torch.nn.Module, held: TaskBatches) -> dict:
     """Soft shares of MLP neurons and attention heads per task (logit-margin importance)."""
     return neuron_allocation(model, held, objective="logit").shares()
-
-
-def _ratio(num: float, den: float) -> float | None:
-    if den == 0 or not math.isfinite(num) or not math.isfinite(den):
-        return None
-    return num / den
 
 
 @dataclass(frozen=True)

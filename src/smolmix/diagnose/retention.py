@@ -9,7 +9,6 @@ task steps did not lower the held-out loss.
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -22,6 +21,7 @@ from smolmix.diagnose.batches import (
     Batch,
     batch_loss,
     check_batches,
+    detached_copy,
     eval_mode,
     model_device,
     target_tokens,
@@ -84,7 +84,7 @@ def retention(model: torch.nn.Module, task_batches: Sequence[Batch],
     task_batches = check_batches(task_batches, "the task's training batches")
     mixture_batches = (check_batches(mixture_batches, "the mixture batches") if m else [])
     held_out = check_batches(held_out, "the task's held-out batches")
-    work = copy.deepcopy(model)
+    work = detached_copy(model)
     params = [p for p in work.parameters() if p.requires_grad]
     if not params:
         raise SmolmixError("the model has no trainable parameters", "model")

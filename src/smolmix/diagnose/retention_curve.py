@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from smolmix.core.errors import SmolmixError, first_line
-from smolmix.diagnose.batches import Batch, check_batches
+from smolmix.diagnose.batches import Batch, check_batches, detached_copy
 from smolmix.diagnose.retention import held_out_loss, train_steps
 
 HALF = 0.5
@@ -217,21 +217,6 @@ def _fork(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
     work = detached_copy(model)
     work.zero_grad(set_to_none=True)
     return work, copy_optimizer(optimizer, model, work)
-
-
-def detached_copy(model: torch.nn.Module) -> torch.nn.Module:
-    """A deep copy of ``model`` that computes with its own weights.
-
-    A trainer may replace a module's ``forward`` on the instance with a closure over the
-    original module (TRL's fused-loss forward, accelerate's autocast wrapper); a deep copy keeps
-    that closure, so the copy would run the original's weights. Such instance-level
-    ``forward`` attributes are dropped from the copy, which then runs its class's forward (in
-    the parameters' own precision, without the trainer's autocast)."""
-    work = copy.deepcopy(model)
-    for module in work.modules():
-        if "forward" in vars(module):
-            del module.forward
-    return work
 
 
 def _mixture_branch(work: torch.nn.Module, opt: torch.optim.Optimizer, mixture: Sequence[Batch],
