@@ -124,6 +124,48 @@ def build_parser() -> argparse.ArgumentParser:
                        help="auto, gsm8k, boxed, answer_is, last_number or exact")
     grade.add_argument("--out", type=Path, help="write per-line verdicts (JSONL) here")
     grade.set_defaults(func=_grade)
+    gen = commands.add_parser("generate", help="teacher traces for problems, verified")
+    gen.add_argument("problems", type=Path, help="JSONL: problem (or question), answer, id")
+    gen.add_argument("--teacher", required=True,
+                     help="an OpenAI-compatible base URL (http://host:port/v1), 'openai' "
+                          "($OPENAI_BASE_URL), or hf:PATH / vllm:PATH for a local checkpoint")
+    gen.add_argument("--model", help="the served model to ask (default: the one it lists)")
+    gen.add_argument("--api-key-env", default="OPENAI_API_KEY", metavar="VAR",
+                     help="environment variable holding the API key (never written anywhere)")
+    gen.add_argument("--api", choices=("chat", "completion"),
+                     help="chat (default for endpoints) or completion")
+    gen.add_argument("--style", required=True, help="long, short, or a template file with a "
+                     "{problem} placeholder")
+    gen.add_argument("--out", type=Path, required=True, help="output folder (a mix source)")
+    gen.add_argument("--n", type=int, default=1, help="samples per problem")
+    gen.add_argument("--temperature", type=float, default=0.0)
+    gen.add_argument("--top-p", type=float, default=1.0)
+    gen.add_argument("--max-tokens", type=int, default=1024, help="generation limit per trace")
+    gen.add_argument("--seed", type=int, default=0, help="seeds each sample's request")
+    gen.add_argument("--concurrency", type=int, default=8, help="requests in flight")
+    gen.add_argument("--retry-budget", type=float, default=120.0, metavar="SECONDS",
+                     help="how long one request may keep failing before the run stops")
+    gen.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
+                     help="per request")
+    gen.add_argument("--no-verify", action="store_true",
+                     help="keep traces without checking answers (no reference needed)")
+    gen.add_argument("--answer-format", default="auto",
+                     help="how final answers are extracted (as smolmix grade --format)")
+    gen.add_argument("--min-trace-tokens", type=int, help="reject shorter traces")
+    gen.add_argument("--max-trace-tokens", type=int, help="reject longer traces")
+    gen.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
+                     help="tag every trace, e.g. teacher=large (overrides the default tags)")
+    gen.add_argument("--task", help="task name for problems without one (default: file name)")
+    gen.add_argument("--quiet", action="store_true", help="no progress output")
+    gen.set_defaults(func=_generate)
+    pair = commands.add_parser("pair", help="two generate outputs on the problems both solved")
+    pair.add_argument("first", type=Path, help="a generate output folder")
+    pair.add_argument("second", type=Path, help="another generate output folder")
+    pair.add_argument("--out", type=Path, required=True, help="output folder (a mix source)")
+    pair.add_argument("--all-samples", action="store_true",
+                      help="keep every kept sample, not the first per problem and side")
+    pair.add_argument("--quiet", action="store_true", help="no progress output")
+    pair.set_defaults(func=_pair)
     gap = commands.add_parser("gap", help="learnability gaps from tagged eval runs")
     gap.add_argument("runs", type=Path, nargs="+", help="eval run directories")
     gap.add_argument("--out", type=Path, help="write gaps.json and gaps.png here")
@@ -271,6 +313,28 @@ def _grade(args: argparse.Namespace) -> None:
     print(f"accuracy {summary.accuracy:.4f} ({summary.correct}/{summary.total}); {reasons}")
     if args.out:
         print(f"wrote {args.out}")
+
+
+def _generate(args: argparse.Namespace) -> None:
+    from smolmix.generate.endpoint import RetryPolicy
+    from smolmix.generate.run import Sampling, Transport, run_generate
+    from smolmix.generate.verify import Filters
+
+    run_generate(
+        args.problems, args.teacher, args.style, args.out, model=args.model,
+        sampling=Sampling(args.n, args.temperature, args.top_p, args.max_tokens, args.seed,
+                          args.api),
+        transport=Transport(args.concurrency, RetryPolicy(budget_s=args.retry_budget),
+                            args.timeout, args.api_key_env),
+        filters=Filters(not args.no_verify, args.answer_format, args.min_trace_tokens,
+                        args.max_trace_tokens),
+        tags=_tags(args.tag), task=args.task, quiet=args.quiet)
+
+
+def _pair(args: argparse.Namespace) -> None:
+    from smolmix.generate.pair import pair_outputs
+
+    pair_outputs(args.first, args.second, args.out, args.all_samples, args.quiet)
 
 
 def _gap(args: argparse.Namespace) -> None:
