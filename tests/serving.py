@@ -37,9 +37,10 @@ def wait_ready(url: str, proc: subprocess.Popen, timeout: float = START_TIMEOUT_
     raise RuntimeError(f"{url} did not answer within {timeout} s")
 
 
-def serve(model: Path, port: int, *extra: str) -> subprocess.Popen:
-    """``transformers serve MODEL`` on 127.0.0.1:port (CPU, one thread), ready to answer."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+def serve(model: Path, port: int, *extra: str, threads: int = 1) -> subprocess.Popen:
+    """``transformers serve MODEL`` on 127.0.0.1:port (CPU, ``threads`` torch threads), ready
+    to answer."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": str(threads)}
     proc = subprocess.Popen([str(BIN / "transformers"), "serve", str(model), "--host",
                              "127.0.0.1", "--port", str(port), "--device", "cpu", *extra],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

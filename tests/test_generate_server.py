@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import time
+import urllib.request
 
 import pytest
 from helpers import clean_error
@@ -121,6 +122,22 @@ def test_the_chat_api_and_the_key_kept_out_of_every_file(teacher, server, tmp_pa
         assert b"5ecret" not in path.read_bytes(), path
     assert "5ecret" not in stdout + stderr
     assert "SMOLMIX_TEST_KEY" in (tmp_path / "out" / "manifest.json").read_text()
+
+
+@pytest.mark.parametrize("bound", [1, 3])
+def test_no_more_requests_in_flight_than_the_bound(teacher, server, tmp_path, bound):
+    port = free_port()
+    counting = proxy(server, port)
+    try:
+        _, problems, template, _ = teacher
+        run_generate(problems, url(port), str(template), tmp_path / "out",
+                     sampling=Sampling(max_tokens=8, api="completion"),
+                     transport=Transport(concurrency=bound), filters=Filters(verify=False),
+                     quiet=True)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats") as response:
+            assert json.load(response)["max_in_flight"] == bound
+    finally:
+        stop(counting)
 
 
 def test_an_unknown_model_is_one_error(teacher, server, tmp_path, capfd):

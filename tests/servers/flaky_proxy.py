@@ -6,8 +6,9 @@
 The first ``--fail`` POST requests get ``--status`` (with ``Retry-After`` when given), the
 next ``--then-fail`` get ``--then-status``; later ones are forwarded to ``--upstream`` and its
 answer passed back. ``--fail -1`` fails every request. With ``--key``, a request without
-``Authorization: Bearer <key>`` gets 401. GET requests (``/v1/models``) are forwarded. Prints
-``ready`` once it listens.
+``Authorization: Bearer <key>`` gets 401. GET requests (``/v1/models``) are forwarded;
+``GET /stats`` answers the most POST requests it has had in flight at once. Prints ``ready``
+once it listens.
 """
 
 import argparse
@@ -31,6 +32,7 @@ def main() -> None:
     args = parser.parse_args()
     lock = threading.Lock()
     seen = [0]
+    in_flight = [0, 0]  # now, most ever
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *a) -> None:
@@ -51,19 +53,24 @@ def main() -> None:
                          {"Content-Type": "application/json"})
             return False
 
-        def _forward(self, body: bytes | None) -> None:
+        def _fetch(self, body: bytes | None) -> tuple[int, bytes]:
             request = urllib.request.Request(args.upstream + self.path, data=body,
                                              method=self.command,
                                              headers={"Content-Type": "application/json"})
             try:
                 with urllib.request.urlopen(request, timeout=300) as response:
-                    self._answer(response.status, response.read(),
-                                 {"Content-Type": "application/json"})
+                    return response.status, response.read()
             except urllib.error.HTTPError as exc:
-                self._answer(exc.code, exc.read(), {"Content-Type": "application/json"})
+                return exc.code, exc.read()
+
+        def _forward(self, body: bytes | None) -> None:
+            self._answer(*self._fetch(body), {"Content-Type": "application/json"})
 
         def do_GET(self) -> None:
-            if self._authorised():
+            if self.path == "/stats":
+                self._answer(200, json.dumps({"max_in_flight": in_flight[1]}).encode(),
+                             {"Content-Type": "application/json"})
+            elif self._authorised():
                 self._forward(None)
 
         def do_POST(self) -> None:
@@ -79,7 +86,15 @@ def main() -> None:
             elif n <= args.fail + args.then_fail:
                 status = args.then_status
             if status is None:
-                self._forward(body)
+                with lock:
+                    in_flight[0] += 1
+                    in_flight[1] = max(in_flight)
+                try:
+                    answer = self._fetch(body)
+                finally:  # counted out before the client can see the answer
+                    with lock:
+                        in_flight[0] -= 1
+                self._answer(*answer, {"Content-Type": "application/json"})
                 return
             headers = {"Content-Type": "application/json"}
             if args.retry_after is not None and status == args.status:
