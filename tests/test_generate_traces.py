@@ -237,3 +237,7 @@ def test_pair_keeps_the_problems_both_outputs_solved(tmp_path, copy_problems):
     by_cot = {c: [r.tags["problem"] for r in records if r.tags["cot"] == c]
               for c in ("short", "long")}
     assert by_cot["short"] == by_cot["long"] and len(set(by_cot["short"])) == a["accepted"]
+    first = list(read_jsonl(tmp_path / "pair" / "first.jsonl"))
+    second = list(read_jsonl(tmp_path / "pair" / "second.jsonl"))
+    assert [r.tags["cot"] for r in first] == ["short"] * a["accepted"]
+    assert [r.tags["problem"] for r in second] == by_cot["long"]

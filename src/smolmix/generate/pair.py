@@ -4,8 +4,10 @@ small teacher's) trace of the same problem.
 
 Per problem and side the first kept sample (lowest sample index) is taken, so both sides have
 the same problems and the same number of traces; ``all_samples`` keeps every kept sample
-instead. The output is a generate-style folder: ``traces.jsonl`` (each problem's trace from the
-first output, then from the second) and ``manifest.json`` with counts and each side's lengths.
+instead. The output folder holds ``traces.jsonl`` (each problem's trace from the first output,
+then from the second: the Mix-Long / Mix-Large source), ``first.jsonl`` and ``second.jsonl``
+(each side alone, on the same problems: the single-source arms) and ``manifest.json`` with
+counts and each side's lengths.
 """
 
 from __future__ import annotations
@@ -65,6 +67,8 @@ def pair_outputs(first: Path, second: Path, out: Path, all_samples: bool = False
     with atomic_output(out, inputs=[first, second]) as folder:
         write_jsonl((r for pid in common for r in (*take(a[pid]), *take(b[pid]))),
                     folder / TRACES)
+        write_jsonl(sides[0], folder / "first.jsonl")
+        write_jsonl(sides[1], folder / "second.jsonl")
         write_manifest(folder, KIND, {"first": str(first), "second": str(second),
                                       "all_samples": all_samples}, None, {"summary": summary})
     if not quiet:

@@ -29,12 +29,11 @@ from smolmix.core.records import Record, write_jsonl
 from smolmix.core.rundir import read_manifest, write_manifest
 from smolmix.generate.endpoint import APIS, Completion, Endpoint, RetryPolicy
 from smolmix.generate.journal import Journal, refuse_other_arguments
-from smolmix.generate.local import LOCAL_BACKENDS, LocalTeacher, check_local_sampling
+from smolmix.generate.local import LOCAL_BACKENDS, LocalTeacher, check_local_teacher
 from smolmix.generate.problems import Problem, Problems, problems_digest, read_problems
 from smolmix.generate.stats import group_stats
 from smolmix.generate.styles import Style, resolve_style
 from smolmix.generate.verify import Candidate, Filters, judge
-from smolmix.models.loading import check_model_path
 
 KIND = "generate"
 TRACES = "traces.jsonl"
@@ -306,8 +305,7 @@ def run_generate(problems_file: Path, teacher_spec: str, style_arg: str, out: Pa
     transport.check()
     filters.check()
     if teacher.kind != "endpoint":
-        check_local_sampling(sampling.n, sampling.temperature)
-        check_model_path(teacher.target, "--teacher")
+        check_local_teacher(teacher.target, sampling.n, sampling.temperature)
     problems = read_problems(problems_file, filters.verify, task)
     inputs = [problems_file] + ([Path(style_arg)] if not style.built_in else []) + (
         [Path(teacher.target)] if teacher.kind != "endpoint" else [])
