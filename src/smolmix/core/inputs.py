@@ -13,6 +13,7 @@ Limits, the same for every reader:
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -48,6 +49,15 @@ def read_bytes(path: Path, what: str = "file") -> bytes:
         if path.is_dir():
             raise SmolmixError(f"{what} is a folder, expected a file", str(path))
         return path.read_bytes()
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def read_text(path: Path, what: str = "file") -> str:

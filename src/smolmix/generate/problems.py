@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from smolmix.core.errors import SmolmixError
-from smolmix.core.inputs import iter_json_objects
+from smolmix.core.inputs import file_sha256, iter_json_objects
 
 TEXT_FIELDS = ("problem", "question", "prompt")
 ANSWER_FIELDS = ("answer", "solution")
@@ -89,8 +89,4 @@ def read_problems(path: Path, need_answers: bool, task: str | None = None) -> Pr
 
 def problems_digest(path: Path) -> str:
     """SHA-256 of the problems file's bytes (a resumed run must read the same file)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_sha256(path)

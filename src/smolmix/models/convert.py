@@ -8,7 +8,6 @@ model folder (faster than reading the GGUF again).
 
 from __future__ import annotations
 
-import hashlib
 import sys
 import time
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from smolmix.core.errors import SmolmixError
+from smolmix.core.inputs import file_sha256
 from smolmix.core.output import atomic_output, check_output_dir
 from smolmix.core.rundir import write_manifest
 from smolmix.models.gguf_file import check_gguf
@@ -30,14 +30,6 @@ SAMPLE_TEXTS = (
 )
 SAMPLE_CHAT = [{"role": "user", "content": "What is 12 + 30?"},
                {"role": "assistant", "content": "42"}]
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def tokenizer_differences(original: PreTrainedTokenizerBase,
@@ -90,7 +82,7 @@ def convert_gguf(gguf: str | Path, out: str | Path, dtype: str = "float32",
         summary = {"architecture": architecture, "model_type": model.config.model_type,
                    "parameters": sum(p.numel() for p in model.parameters()), "dtype": dtype,
                    "source": {"path": str(gguf.resolve()), "bytes": gguf.stat().st_size,
-                              "sha256": _sha256(gguf)},
+                              "sha256": file_sha256(gguf)},
                    "chat_template": tokenizer.chat_template is not None,
                    "seconds": round(time.perf_counter() - start, 2)}
         write_manifest(partial, "convert", {"gguf": str(gguf), "out": str(out),
