@@ -137,6 +137,25 @@ def test_per_record_task_and_tags(tmp_path):
     assert [json.loads(t) for t in tags] == [{"b": 'x"y', "level": "1"}, {"b": "é", "level": "2"}]
 
 
+def test_a_records_own_tags_are_kept_and_the_recipes_override_them(tmp_path):
+    """smolmix's own JSONL (generate's traces, an exported mixture) carries a ``tags`` object
+    or its JSON text per record: those tags survive, and the recipe's win on a clash."""
+    _jsonl(tmp_path / "own.jsonl", [
+        {"task": "t", "prompt": "p", "completion": "c", "tags": {"cot": "long", "n": 3}},
+        {"task": "t", "prompt": "q", "completion": "d"},
+        {"task": "t", "prompt": "r", "completion": "e", "tags": '{"cot": "short"}'},
+        {"task": "t", "prompt": "s", "completion": "f", "tags": None}])
+    table = load_source(_spec("own.jsonl", tags={"teacher": "small"}), tmp_path)
+    assert [json.loads(t) for t in table["tags"].to_pylist()] == [
+        {"cot": "long", "n": "3", "teacher": "small"}, {"teacher": "small"},
+        {"cot": "short", "teacher": "small"}, {"teacher": "small"}]
+    table = load_source(_spec("own.jsonl", tags={"cot": "forced"}), tmp_path)
+    assert [json.loads(t)["cot"] for t in table["tags"].to_pylist()] == ["forced"] * 4
+    _jsonl(tmp_path / "bad.jsonl", [{"task": "t", "prompt": "p", "completion": "c",
+                                     "tags": "[1]"}])
+    assert "field 'tags' must be an object" in str(_error(_spec("bad.jsonl"), tmp_path))
+
+
 def test_messages_source(tmp_path):
     rows = [{"conv": [{"role": "system", "content": "be brief", "name": "x"},
                       {"content": "hi", "role": "user"}], "reply": "hello", "task": "chat"}]

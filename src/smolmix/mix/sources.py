@@ -76,10 +76,11 @@ class _Plan:
     tag_fields: dict[str, str] = field(default_factory=dict)
     format: str = "auto"
     extra: str | None = None  # alpaca: the input column joined to the instruction
+    record_tags: str | None = None  # a ``tags`` object per record (smolmix's own JSONL)
 
     def columns(self) -> list[str]:
         named = [self.task, self.text, self.extra, self.completion, self.answer,
-                 *self.tag_fields.values()]
+                 *self.tag_fields.values(), self.record_tags]
         return list(dict.fromkeys(c for c in named if c is not None))
 
 
@@ -373,6 +374,10 @@ def _records_table(records: list[dict], spec: SourceSpec, eval_set: bool,
                                    sharegpt=plan.format == "sharegpt")
                       for i, rec in enumerate(records)]
             columns[name] = pa.array(values, MESSAGES)
+        elif name == plan.record_tags:  # objects as JSON text, read back by _own_tags
+            columns[name] = pa.array([v if v is None or isinstance(v, str) else json.dumps(v)
+                                      for v in (rec.get(name) for rec in records)],
+                                     pa.string())
         else:
             columns[name] = pa.array([_py_text(rec.get(name), spec, name, origin, i)
                                       for i, rec in enumerate(records)], pa.string())
@@ -517,8 +522,10 @@ def _plan(spec: SourceSpec, names: list[str], eval_set: bool, where: str) -> _Pl
         raise SmolmixError(f"source {spec.name!r}: no task (set task: or fields.task, or add "
                            "a 'task' column)", where)
     tag_fields = {tag: column(col, f"tag {tag!r}") for tag, col in spec.tag_fields.items()}
+    used = {text, extra, completion, answer, task, *tag_fields.values()}
+    record_tags = "tags" if "tags" in present and "tags" not in used else None
     return _Plan(text, chat, completion, answer, task, task_value, tag_fields, spec.format,
-                 extra)
+                 extra, record_tags)
 
 
 def _canonical(table: pa.Table, spec: SourceSpec, plan: _Plan, origin: _Origin) -> pa.Table:
@@ -639,9 +646,37 @@ def _messages(values: pa.ChunkedArray, column: str, spec: SourceSpec,
     return values
 
 
+def _own_tags(value: Any, spec: SourceSpec, origin: _Origin, row: int) -> dict[str, str]:
+    """A record's ``tags`` (an object, or its JSON text) as text values; null: none."""
+    if isinstance(value, str):
+        value = parse_json(value, origin.row(row)) if value.strip() else None
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise SmolmixError(f"source {spec.name!r}: field 'tags' must be an object, not "
+                           f"{type(value).__name__}", origin.row(row))
+    return {str(k): str(v) for k, v in value.items() if v is not None}
+
+
+def _merged_tags(table: pa.Table, spec: SourceSpec, plan: _Plan, origin: _Origin) -> pa.Array:
+    """Per row: the record's own tags, then the recipe's ``tags`` and ``tag_fields`` over
+    them."""
+    fielded = {tag: _text(table[col], col, f"tag {tag!r}", False, spec, origin).to_pylist()
+               for tag, col in plan.tag_fields.items()}
+    out = []
+    for i, value in enumerate(table[plan.record_tags].to_pylist()):
+        tags = {**_own_tags(value, spec, origin, i), **spec.tags}
+        tags.update({tag: values[i] for tag, values in fielded.items()})
+        out.append(json.dumps(tags, sort_keys=True, ensure_ascii=False))
+    return pa.chunked_array([pa.array(out, pa.string())])
+
+
 def _tags(table: pa.Table, spec: SourceSpec, plan: _Plan, origin: _Origin) -> pa.Array:
-    """Per row, ``json.dumps(tags, sort_keys=True)`` of the constant and per-record tags."""
+    """Per row, ``json.dumps(tags, sort_keys=True)`` of the record's own tags (when it has a
+    ``tags`` object), the recipe's constant tags and its per-record tag fields."""
     n = table.num_rows
+    if plan.record_tags is not None:
+        return _merged_tags(table, spec, plan, origin)
     if not plan.tag_fields:
         return _constant(json.dumps(dict(spec.tags), sort_keys=True, ensure_ascii=False), n)
     parts: dict[str, str | pa.Array] = {k: _json(v) for k, v in spec.tags.items()}
