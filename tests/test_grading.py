@@ -457,3 +457,18 @@ def test_existing_output_untouched_on_error(tmp_path: Path) -> None:
         grade_file(src, out)
     assert out.read_text() == "old\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["preds.jsonl", "verdicts.jsonl"]
+
+
+@pytest.mark.parametrize("prediction, reference, correct", [
+    ("#### 9 3 6", "9 3 6", True),
+    ("#### 6 3 9", "9 3 6", False),     # a permutation (math-verify: the same product)
+    ("#### 4 5", "5 4", False),
+    ("#### 0 9 3 6", "9 3 6", False),   # an extra digit
+    ("#### 9 3", "9 3 6", False),
+    ("#### 9 3 6", "936", True),        # written digit by digit
+    ("#### 2 3", "6", False),           # not 2 x 3
+    ("#### 1.5 2", "1.50 2", True),
+])
+def test_numbers_separated_by_spaces_are_an_ordered_sequence(prediction, reference, correct):
+    verdict = grade(prediction, reference, "gsm8k")
+    assert verdict.correct is correct and verdict.reason in ("match", "sequence"), verdict

@@ -364,8 +364,34 @@ def _compare(a: str, b: str, depth: int = 0) -> tuple[bool, str] | None:
     return _scalar(a, b)
 
 
+_NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
+_SPACED = re.compile(r"[-+]?\d+(?:\.\d+)?(?:\s+[-+]?\d+(?:\.\d+)?)+")
+
+
+def _spaced_numbers(prediction: str, reference: str) -> tuple[bool, str] | None:
+    """Numbers separated by whitespace alone (``9 3 6``: an answer written digit by digit, or
+    a bare list) are an ordered sequence, compared item by item; math-verify would read them
+    as a product (``4 5`` equal to ``5 4``). Against one number they are its digits; against
+    anything else this path does not decide."""
+    a, b = prediction.strip(), reference.strip()
+    spaced_a, spaced_b = _SPACED.fullmatch(a), _SPACED.fullmatch(b)
+    if not (spaced_a or spaced_b):
+        return None
+    if spaced_a and spaced_b:
+        xs, ys = a.split(), b.split()
+        return len(xs) == len(ys) and all(Fraction(x) == Fraction(y)
+                                          for x, y in zip(xs, ys)), "sequence"
+    spaced, other = (a, b) if spaced_a else (b, a)
+    if _NUMBER.fullmatch(other):
+        return "".join(spaced.split()) == other, "sequence"
+    return None
+
+
 def compare(prediction: str, reference: str) -> tuple[bool, str] | None:
     """``(correct, reason)`` when the fast path can decide, else ``None``."""
+    spaced = _spaced_numbers(prediction, reference)
+    if spaced is not None:
+        return spaced
     (a, unit_a), (b, unit_b) = canonical(prediction), canonical(reference)
     decided = _compare(a, b)
     if decided and decided[0] and unit_a and unit_b and unit_a != unit_b:
