@@ -36,7 +36,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import torch  # noqa: E402
-from serving import free_port, serve, stop  # noqa: E402  (tests/serving.py)
+from serving import free_port, read_entries, serve, stop  # noqa: E402  (tests/serving.py)
 
 from smolmix.generate.run import Sampling, Transport, run_generate  # noqa: E402
 from smolmix.generate.styles import resolve_style  # noqa: E402
@@ -77,14 +77,8 @@ def generated_tokens(folder: Path) -> int:
 
 
 def texts(folder: Path) -> dict:
-    found = {}
-    for line in (folder / "traces.jsonl").read_text().splitlines():
-        r = json.loads(line)
-        found[r["tags"]["problem"]] = r["completion"]
-    for line in (folder / "rejected.jsonl").read_text().splitlines():
-        r = json.loads(line)
-        found[r["problem"]] = r["text"]
-    return found
+    """Each problem's trace (one sample a problem here), kept or rejected."""
+    return {problem: text for problem, _, text, _ in read_entries(folder)}
 
 
 def in_process_limit(model_dir: Path, prompts: list[str], max_tokens: int,
