@@ -57,8 +57,8 @@ def proxy(upstream_port: int, port: int, *options: str) -> subprocess.Popen:
     """The failing proxy (see its module doc) in front of 127.0.0.1:upstream_port."""
     proc = subprocess.Popen([sys.executable, str(PROXY), "--upstream",
                              f"http://127.0.0.1:{upstream_port}", "--port", str(port),
-                             *options], stdout=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                             *options], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True, start_new_session=True)
     assert proc.stdout.readline().strip() == "ready"
     return proc
 
