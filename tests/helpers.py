@@ -53,7 +53,10 @@ def clean_error(argv, root, capfd) -> str:
 
     capfd.readouterr()
     before = listing(root)
-    code = main([str(a) for a in argv])
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exc:  # argparse rejects a flag's value before the command runs
+        code = exc.code
     err = capfd.readouterr().err.strip().splitlines()
     assert code == 2, (code, err)
     assert len(err) == 1 and err[0].startswith("error: "), err

@@ -217,6 +217,28 @@ def build_parser() -> argparse.ArgumentParser:
                            "tasks (the cluster at RAY_ADDRESS, else a local Ray of --jobs CPUs)")
     rare.add_argument("--quiet", action="store_true", help="no progress output")
     rare.set_defaults(func=_lab_rare_tasks)
+    gap = studies.add_parser("learnability-gap",
+                             help="small students learn worse from long CoT and large "
+                                  "teachers; mixing helps")
+    gap.add_argument("--preset", default="quick", help="quick (default), full or smoke")
+    gap.add_argument("--sizes", type=_name_list, help="ladder sizes, e.g. xs,s,m,l")
+    gap.add_argument("--seeds", type=_number_list("--seeds"), help="seeds, e.g. 0,1")
+    gap.add_argument("--steps", type=int, help="training steps per cell")
+    gap.add_argument("--tasks", type=_name_list,
+                     help="tasks, each with all its difficulties or one (add,mul:3)")
+    gap.add_argument("--styles", type=_name_list,
+                     help="trace styles: short,long and/or small,large (default: all four)")
+    gap.add_argument("--long-ratios", type=_number_list("--long-ratios", float, "0,0.2,1"),
+                     help="shares of long traces, in [0, 1] (default 0,0.1,0.2,0.4,0.6,1)")
+    gap.add_argument("--large-ratios", type=_number_list("--large-ratios", float, "0,0.2,1"),
+                     help="shares of large-teacher traces, in [0, 1] (same default)")
+    gap.add_argument("--out", type=Path,
+                     help="run directory (default runs/learnability-gap-<preset>)")
+    gap.add_argument("--jobs", type=int, help="parallel worker processes (default: CPU cores)")
+    gap.add_argument("--executor", default="process", choices=("process", "ray"),
+                     help="where the cells run: worker processes (default) or Ray tasks")
+    gap.add_argument("--quiet", action="store_true", help="no progress output")
+    gap.set_defaults(func=_lab_learnability_gap)
     return parser
 
 
@@ -393,6 +415,22 @@ def _lab_rare_tasks(args: argparse.Namespace) -> None:
     check_executor(args.executor)
     preset = customize(get_preset(args.preset), args.sizes, args.seeds, args.steps, args.tasks)
     out = args.out or Path("runs") / f"rare-tasks-{preset.name}"
+    results = run_study(preset, out, jobs=args.jobs, quiet=args.quiet, executor=args.executor)
+    print(summary_table(results))
+    print("\n" + "\n".join(reading(results)))
+    print(f"\nwrote {out}/report.html and {out}/results.json")
+
+
+def _lab_learnability_gap(args: argparse.Namespace) -> None:
+    from smolmix.core.pool import check_executor
+    from smolmix.lab.learnability.preset import customize, get_preset
+    from smolmix.lab.learnability.report import reading, summary_table
+    from smolmix.lab.learnability.study import run_study
+
+    check_executor(args.executor)
+    preset = customize(get_preset(args.preset), args.sizes, args.seeds, args.steps, args.tasks,
+                       args.styles, args.long_ratios, args.large_ratios)
+    out = args.out or Path("runs") / f"learnability-gap-{preset.name}"
     results = run_study(preset, out, jobs=args.jobs, quiet=args.quiet, executor=args.executor)
     print(summary_table(results))
     print("\n" + "\n".join(reading(results)))

@@ -172,6 +172,26 @@ def draw(task: str, difficulty: int, count: int, seed: int, *, stream: str = "tr
     return list(found.values())
 
 
+def sample(task: str, difficulty: int, count: int, seed: int, *, stream: str = "train",
+           exclude: Iterable[str] = ()) -> list[Problem]:
+    """``count`` problems drawn independently (repeats as often as chance makes them) from the
+    seed stream ``stream``, none of whose prompts is in ``exclude``: every training set drawn
+    this way has the same distribution of problems, repeats included."""
+    spec = get_task(task)
+    _level(spec, difficulty)
+    rng = random.Random(f"learnability:{stream}:{task}:{difficulty}:{seed}")
+    banned = set(exclude)
+    found: list[Problem] = []
+    for _ in range(50 * count + 100):
+        if len(found) == count:
+            return found
+        problem = spec.make(rng, difficulty)
+        if problem.prompt not in banned:
+            found.append(problem)
+    raise SmolmixError(f"task {task!r} at difficulty {difficulty} has too few problems outside "
+                       "the held-out ones", "count")
+
+
 def held_out(task: str, difficulty: int, count: int, seed: int) -> list[Problem]:
     """``count`` evaluation problems, from their own seed stream."""
     return draw(task, difficulty, count, seed, stream="heldout")

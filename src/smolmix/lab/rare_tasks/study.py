@@ -19,7 +19,6 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import yaml
-from transformers.utils import logging as hf_logging
 
 from smolmix.core.errors import SmolmixError, lookup
 from smolmix.core.output import atomic_output
@@ -29,6 +28,7 @@ from smolmix.core.rundir import versions, write_manifest
 from smolmix.diagnose.command import CONTROLS_FILE, batches
 from smolmix.diagnose.live import MECHANISM_FILE, MechanismProbe, ProbePlan, read_mechanism
 from smolmix.diagnose.verdicts import LEARN_THRESHOLD
+from smolmix.lab.grid import check_seeds, check_sizes, check_steps, write_models
 from smolmix.lab.rare_tasks import mechanism
 from smolmix.lab.rare_tasks.plots import write_plots
 from smolmix.lab.rare_tasks.report import write_report
@@ -37,16 +37,12 @@ from smolmix.mix.command import build_mixture
 from smolmix.mix.shares import zipf_shares
 from smolmix.mix.strategies import boost
 from smolmix.models.ladder import (
-    LADDER,
-    build_model,
     build_tokenizer,
     get_size,
-    parameter_count,
-    save_checkpoint,
     scaled_learning_rate,
 )
 from smolmix.train.command import train
-from smolmix.train.config import MAX_SEED, MAX_STEPS, EvalSpec, TrainConfig
+from smolmix.train.config import EvalSpec, TrainConfig
 from smolmix.train.curves import CURVES_FILE, final_scores, read_curves
 from smolmix.train.data import load_mixture
 
@@ -178,20 +174,9 @@ def customize(preset: Preset, sizes: list[str] | None = None, seeds: list[int] |
     ``tasks`` are in frequency order (most frequent first): the last ``rare_count`` are the
     rare tasks, the first ``frequent_count`` the frequent ones, the last one the boost target.
     """
-    if steps is not None and not 0 < steps <= MAX_STEPS:
-        raise SmolmixError(f"steps must be between 1 and {MAX_STEPS:,}, got {steps}",
-                           "--steps")
-    if sizes is not None:
-        for name in sizes:
-            get_size(name)
-        if len(set(sizes)) != len(sizes) or not sizes:
-            raise SmolmixError(f"sizes must be distinct and non-empty, got {sizes}", "--sizes")
-        order = list(LADDER)
-        sizes = sorted(sizes, key=order.index)
-    if seeds is not None and (not seeds or len(set(seeds)) != len(seeds)
-                              or not 0 <= min(seeds) <= max(seeds) <= MAX_SEED):
-        raise SmolmixError(f"seeds must be distinct integers from 0 to {MAX_SEED:,}, got "
-                           f"{seeds}", "--seeds")
+    check_steps(steps)
+    sizes = check_sizes(sizes)
+    seeds = check_seeds(seeds)
     if tasks is not None:
         for name in tasks:
             lookup(TASKS, name, "task", "--tasks")
@@ -467,25 +452,6 @@ def task_table(preset: Preset) -> list[dict]:
     ]
 
 
-def write_models(preset: Preset, models_dir: Path) -> dict[str, int]:
-    """Save each size's initial weights per seed (``models/<size>-s<seed>``, the ``model`` of
-    its cells' train configs); return each size's parameter count."""
-    tokenizer = build_tokenizer(vocabulary())
-    params = {}
-    shown = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # the lab's own bar is the one to watch
-    try:
-        for size in preset.sizes:
-            for seed in preset.seeds:
-                model = build_model(get_size(size), tokenizer, seed=seed)
-                save_checkpoint(model, tokenizer, models_dir / f"{size}-s{seed}")
-                params[size] = parameter_count(model)
-    finally:
-        if shown:
-            hf_logging.enable_progress_bar()
-    return params
-
-
 def write_controls(preset: Preset, cells: list[dict], cells_dir: Path,
                    min_share: dict[str, float | None]) -> None:
     """Give each natural cell the controls ``smolmix diagnose`` reads (``controls.json``): the
@@ -505,7 +471,7 @@ def write_controls(preset: Preset, cells: list[dict], cells_dir: Path,
 def prepare(preset: Preset, cells: list[Cell], root: Path) -> dict[str, int]:
     """What the cells under ``root`` start from: initial models, training pools, held-out
     sets. Returns each size's parameter count."""
-    params = write_models(preset, root / "models")
+    params = write_models(preset.sizes, preset.seeds, vocabulary(), root / "models")
     write_task_pools(preset, cells, root / "data")
     write_jsonl((r for recs in eval_sets(preset).values() for r in recs),
                 root / "data" / HELD_OUT_FILE)

@@ -1,0 +1,66 @@
+"""What every lab study shares: the checks of the CLI's size, seed and step overrides, and the
+students' initial weights per size and seed."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from transformers.utils import logging as hf_logging
+
+from smolmix.core.errors import SmolmixError
+from smolmix.models.ladder import (
+    LADDER,
+    build_model,
+    build_tokenizer,
+    get_size,
+    parameter_count,
+    save_checkpoint,
+)
+from smolmix.train.config import MAX_SEED, MAX_STEPS
+
+
+def check_steps(steps: int | None) -> None:
+    if steps is not None and not 0 < steps <= MAX_STEPS:
+        raise SmolmixError(f"steps must be between 1 and {MAX_STEPS:,}, got {steps}", "--steps")
+
+
+def check_sizes(sizes: Sequence[str] | None) -> tuple[str, ...] | None:
+    """Known ladder sizes, distinct, smallest first (None stays None)."""
+    if sizes is None:
+        return None
+    for name in sizes:
+        get_size(name)
+    if not sizes or len(set(sizes)) != len(sizes):
+        raise SmolmixError(f"sizes must be distinct and non-empty, got {list(sizes)}", "--sizes")
+    return tuple(sorted(sizes, key=list(LADDER).index))
+
+
+def check_seeds(seeds: Sequence[int] | None) -> tuple[int, ...] | None:
+    if seeds is not None and (not seeds or len(set(seeds)) != len(seeds)
+                              or not 0 <= min(seeds) <= max(seeds) <= MAX_SEED):
+        raise SmolmixError(f"seeds must be distinct integers from 0 to {MAX_SEED:,}, got "
+                           f"{list(seeds)}", "--seeds")
+    return None if seeds is None else tuple(seeds)
+
+
+def write_models(sizes: Sequence[str], seeds: Sequence[int], symbols: list[str],
+                 models_dir: Path, max_positions: int = 64) -> dict[str, int]:
+    """Save each size's initial weights per seed (``models/<size>-s<seed>``, the ``model`` of
+    its cells' train configs) with the tokenizer over ``symbols``; return each size's
+    parameter count."""
+    tokenizer = build_tokenizer(symbols)
+    params = {}
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # the lab's own bar is the one to watch
+    try:
+        for size in sizes:
+            for seed in seeds:
+                model = build_model(get_size(size), tokenizer, seed=seed,
+                                    max_positions=max_positions)
+                save_checkpoint(model, tokenizer, models_dir / f"{size}-s{seed}")
+                params[size] = parameter_count(model)
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
+    return params
