@@ -216,3 +216,47 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, capfd, flags
 def test_arm_names():
     assert [arm_name("long", r) for r in (0, 0.2, 1)] == ["short", "mix-long-0.2", "long"]
     assert [arm_name("large", r) for r in (0, 1)] == ["small", "large"]
+
+
+# --- the long arm's habits -------------------------------------------------------------------
+
+
+def test_every_long_training_trace_reads_as_a_fixed_slip():
+    from smolmix.lab.learnability.habits import wait_outcome
+    from smolmix.lab.learnability.problems import TASKS, draw
+    from smolmix.lab.learnability.traces import trace
+
+    outcomes = {wait_outcome(trace(p, "long")) for t, spec in TASKS.items()
+                for d in spec.difficulties for p in draw(t, d, 100, 5)}
+    assert outcomes == {"fixed a slip"}
+
+
+@pytest.mark.parametrize("generation, outcome", [
+    ("3 + 4 = 8 . wait , 3 + 4 = 7 , not 8 . write 7 .", "fixed a slip"),
+    ("3 + 4 = 7 . wait , 3 + 4 = 8 , not 7 . write 8 .", "broke a right step"),
+    ("3 + 4 = 7 . wait , 3 + 4 = 7 , not 7 .", "restated a right value"),
+    ("3 + 4 = 6 . wait , 3 + 4 = 9 , not 6 .", "both wrong"),
+    ("1 2 * 3 + 1 = 3 7 . wait , 1 2 * 3 + 1 = 3 7 , not 3 8 .", "fixed a slip"),
+    ("7 + 9 = 1 6 . #### ( 1 , 6 )", "no wait"),
+    ("wait , wait , correct", "unreadable"),
+])
+def test_the_wait_step_is_classified_by_recomputing_it(generation, outcome):
+    from smolmix.lab.learnability.habits import wait_outcome
+
+    assert wait_outcome(generation) == outcome
+
+
+def test_the_summary_gives_the_long_arms_wait_outcomes_as_shares_of_its_answers():
+    preset = _preset()
+    cells = _cells(preset, lambda size, arm, seed: 0.5)
+    for c in cells:
+        if c["arm"] == "long":
+            c["wait"] = {"no wait": [0, 0], "fixed a slip": [150, 50],
+                         "broke a right step": [0, 150 if c["seed"] == 0 else 50],
+                         "restated a right value": [50, 0], "both wrong": [0, 0 if c["seed"] == 0
+                                                                        else 100],
+                         "unreadable": [0, 0]}
+    waits = summarize(preset, cells, {"xs": 1, "s": 2})["long_wait_by_size"]
+    assert waits[0]["wrong after breaking a right step"] == pytest.approx(200 / 800)
+    assert waits[0]["broke a right step"] == pytest.approx(200 / 800)
+    assert waits[0]["fixed a slip"] == pytest.approx(400 / 800)

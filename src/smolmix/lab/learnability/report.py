@@ -143,6 +143,15 @@ def reading(results: dict) -> list[str]:
                               for n, d in zip(names, mixes, strict=True))
             lines.append(f"Best mix minus best single source ({axis} axis), points: {gains}. "
                          "The best mix is chosen from several, so this gain leans high.")
+    waits = s.get("long_wait_by_size") or []
+    if any(waits):
+        parts = ", ".join(
+            f"{n} {w['wrong after breaking a right step']:.0%} of answers wrong after "
+            f"breaking a right step ({w['fixed a slip']:.0%} fixed a slip of their own)"
+            for n, w in zip(names, waits, strict=True) if w)
+        lines.append("The long arm imitates the long traces' habit of catching a slip "
+                     "(\"wait , X = A , not B\", in every training trace a real slip): "
+                     f"{parts}.")
     tokens = s["tokens_by_arm"]
     for axis in _axes(results):
         _, high, low = AXES[axis]
@@ -217,6 +226,21 @@ def _group_table(results: dict) -> Table:
     return Table(["held-out set", "arm", *s["size_names"]], rows, numeric_from=2)
 
 
+def _wait_table(results: dict) -> list[Section]:
+    s = results["summary"]
+    waits = s.get("long_wait_by_size") or []
+    if not any(waits):
+        return []
+    outcomes = next(w for w in waits if w)
+    rows = [[o, *(MISSING if w is None else _pct(w[o]) for w in waits)] for o in outcomes]
+    return [Section("The long arm's habits", [Table(
+        ["first \"wait\" step of an answer", *s["size_names"]], rows,
+        note="Share (%) of the long arm's held-out answers, all seeds. In training every "
+             "long trace has one \"wait , X = A , not B\" step that corrects a real slip "
+             "(B wrong, A right); a student that imitates it without slipping restates a right "
+             "value or replaces it with a wrong one.")])]
+
+
 def _examples(results: dict) -> list:
     blocks = []
     for ex in results.get("examples", []):
@@ -252,6 +276,7 @@ def lab_sections(results: dict, plots: dict[str, str]) -> list[Section]:
         Section("Accuracy against the mix ratio",
                 [_ratio_table(results, axis) for axis in _axes(results)]),
         Section("Accuracy per held-out set", [_group_table(results)]),
+        *_wait_table(results),
         Section("Example traces", _examples(results)),
         Section("Preset", [Table(["parameter", "value"],
                                  [[k, v if isinstance(v, str) else json.dumps(v)]

@@ -36,6 +36,7 @@ from smolmix.evaluate.command import SAMPLES_FILE, run_eval
 from smolmix.evaluate.tasks import TaskSpec
 from smolmix.lab.grid import write_models
 from smolmix.lab.learnability.arms import AXES, BASE, arm_name, group_name
+from smolmix.lab.learnability.habits import OUTCOMES, wait_outcome
 from smolmix.lab.learnability.preset import Preset
 from smolmix.lab.learnability.problems import ANSWER_FORMAT, held_out, sample
 from smolmix.lab.learnability.report import write_report
@@ -172,12 +173,15 @@ def cell_config(preset: Preset, cell: Cell, root: Path) -> TrainConfig:
         max_length=MAX_POSITIONS, save_checkpoints=False)
 
 
-def read_verdicts(eval_dir: Path) -> dict[str, list[float]]:
-    """Per eval task, the per-problem verdicts (1.0 right, 0.0 wrong) in problem order."""
+def read_samples(eval_dir: Path) -> tuple[dict[str, list[float]], dict[str, list[int]]]:
+    """An eval run's per-problem verdicts per eval task (1.0 right, 0.0 wrong, in problem
+    order), and what each generation's ``wait`` step did: {outcome: [right, wrong]}."""
     by_task: dict[str, list[float]] = {}
+    waits = {outcome: [0, 0] for outcome in OUTCOMES}
     for _, row in iter_json_objects(eval_dir / SAMPLES_FILE, SAMPLES_FILE):
         by_task.setdefault(row["task"], []).append(float(row["correct"]))
-    return by_task
+        waits[wait_outcome(row["generation"])][0 if row["correct"] else 1] += 1
+    return by_task, waits
 
 
 def run_cell(job: tuple[Preset, Cell, Path]) -> dict:
@@ -202,9 +206,10 @@ def run_cell(job: tuple[Preset, Cell, Path]) -> dict:
     evaluated = root / "evals" / cell.id
     run_eval(str(model), eval_specs(preset, root), evaluated, backend="hf",
              batch_size=EVAL_BATCH_SIZE, tags=cell.tags, seed=EVAL_SEED, quiet=True)
+    verdicts, waits = read_samples(evaluated)
     return {"id": cell.id, "arm": cell.arm, "axis": cell.axis, "ratio": cell.ratio,
             "size": cell.size, "seed": cell.seed, "target_tokens": tokens,
-            "verdicts": read_verdicts(evaluated),
+            "verdicts": verdicts, "wait": waits,
             "seconds": round(time.perf_counter() - start, 2)}
 
 

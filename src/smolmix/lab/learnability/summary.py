@@ -89,6 +89,19 @@ def direction(gaps: Sequence[dict], names: Sequence[str], learned: Sequence[bool
     }
 
 
+def wait_shares(cells: Sequence[dict], size: str, arm: str) -> dict[str, float] | None:
+    """Of ``arm``'s answers at ``size`` (all seeds): the share whose first ``wait`` step had
+    each outcome, and ``wrong after breaking a right step``; None when no cell kept them."""
+    mine = [c for c in _cells(cells, size, arm) if c.get("wait")]
+    if not mine:
+        return None
+    total = sum(sum(n) for c in mine for n in c["wait"].values())
+    shares = {o: _round(sum(sum(c["wait"][o]) for c in mine) / total) for o in mine[0]["wait"]}
+    shares["wrong after breaking a right step"] = _round(
+        sum(c["wait"]["broke a right step"][1] for c in mine) / total)
+    return shares
+
+
 def summarize(preset: Preset, cells: Sequence[dict], params: dict[str, int]) -> dict:
     """The ``summary`` object of results.json."""
     groups = [group_name(t, d) for t, d in preset.groups]
@@ -111,6 +124,8 @@ def summarize(preset: Preset, cells: Sequence[dict], params: dict[str, int]) -> 
         "learned_any_by_size": [max(acc[arm][i]["mean"] for arm in arms if arm != BASE)
                                 >= LEARNED_ANY for i in range(len(sizes))],
         "learned_any_threshold": LEARNED_ANY,
+        "long_wait_by_size": [wait_shares(cells, s, "long") for s in sizes]
+        if "long" in preset.ratios and 1 in preset.ratios["long"] else None,
         "tokens_by_arm": {
             arm: round(statistics.fmean(c["target_tokens"] for c in cells if c["arm"] == arm))
             for arm in arms if arm != BASE},
