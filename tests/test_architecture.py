@@ -11,7 +11,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "smolmix"
 # Lowest first. A package may import itself and any package before it, nothing after it.
 LAYERS = ("core", "models", "inference", "grading", "generate", "mix", "train", "evaluate",
-          "diagnose", "report", "lab", "cli")
+          "diagnose", "loop", "report", "lab", "cli")
 
 
 def _package(module: str) -> str | None:

@@ -83,6 +83,19 @@ def test_lab_on_ray_matches_worker_processes(local_ray, tmp_path):
     assert len(first["cells"]) > 1 and _numbers(first) == _numbers(second)
 
 
+GAP_SMOKE = ["lab", "learnability-gap", "--preset", "smoke", "--sizes", "xxs", "--steps", "4",
+             "--styles", "short,long", "--long-ratios", "0,1", "--quiet"]
+
+
+def test_learnability_lab_on_ray_matches_worker_processes(local_ray, tmp_path):
+    assert main([*GAP_SMOKE, "--jobs", "1", "--out", str(tmp_path / "process")]) == 0
+    assert main([*GAP_SMOKE, "--jobs", "2", "--executor", "ray",
+                 "--out", str(tmp_path / "ray")]) == 0
+    first, second = (json.loads((tmp_path / run / "results.json").read_text())
+                     for run in ("process", "ray"))
+    assert len(first["cells"]) == 3 and _numbers(first) == _numbers(second)
+
+
 def test_an_error_in_a_ray_cell_rises_as_itself_and_cancels_the_rest(local_ray, tmp_path):
     with pytest.raises(SmolmixError) as exc:
         run_cells(fail_first, [(0, tmp_path), (1, tmp_path)], jobs=2, executor="ray",
