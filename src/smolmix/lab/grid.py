@@ -9,6 +9,7 @@ from pathlib import Path
 from transformers.utils import logging as hf_logging
 
 from smolmix.core.errors import SmolmixError
+from smolmix.core.pool import available_cores
 from smolmix.models.ladder import (
     LADDER,
     build_model,
@@ -18,6 +19,14 @@ from smolmix.models.ladder import (
     save_checkpoint,
 )
 from smolmix.train.config import MAX_SEED, MAX_STEPS
+
+
+def check_jobs(jobs: int | None) -> int:
+    """The worker count: the machine's usable cores by default, else a positive number."""
+    jobs = available_cores() if jobs is None else jobs
+    if jobs <= 0:
+        raise SmolmixError(f"jobs must be positive, got {jobs}", "--jobs")
+    return jobs
 
 
 def check_steps(steps: int | None) -> None:

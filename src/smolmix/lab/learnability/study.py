@@ -29,12 +29,12 @@ import yaml
 from smolmix.core.errors import SmolmixError
 from smolmix.core.inputs import iter_json_objects
 from smolmix.core.output import atomic_output
-from smolmix.core.pool import available_cores, check_executor, run_cells
+from smolmix.core.pool import check_executor, run_cells
 from smolmix.core.records import Record, write_jsonl
 from smolmix.core.rundir import versions, write_manifest
 from smolmix.evaluate.command import SAMPLES_FILE, run_eval
 from smolmix.evaluate.tasks import TaskSpec
-from smolmix.lab.grid import write_models
+from smolmix.lab.grid import check_jobs, write_models
 from smolmix.lab.learnability.arms import AXES, BASE, arm_name, group_name
 from smolmix.lab.learnability.habits import OUTCOMES, wait_outcome
 from smolmix.lab.learnability.preset import Preset
@@ -232,9 +232,7 @@ def run_study(preset: Preset, out: Path, jobs: int | None = None, quiet: bool = 
     """Run every cell, then write results.json, plots, report.html and manifest.json to
     ``out``, atomically (Ctrl-C leaves nothing that looks complete)."""
     started = time.perf_counter()
-    jobs = available_cores() if jobs is None else jobs
-    if jobs <= 0:
-        raise SmolmixError(f"jobs must be positive, got {jobs}", "--jobs")
+    jobs = check_jobs(jobs)
     check_executor(executor)
     with atomic_output(Path(out), replace=True, kind=KIND) as work:
         held = heldout_sets(preset)

@@ -22,13 +22,13 @@ import yaml
 
 from smolmix.core.errors import SmolmixError, lookup
 from smolmix.core.output import atomic_output
-from smolmix.core.pool import available_cores, check_executor, run_cells
+from smolmix.core.pool import check_executor, run_cells
 from smolmix.core.records import Record, write_jsonl
 from smolmix.core.rundir import versions, write_manifest
 from smolmix.diagnose.command import CONTROLS_FILE, batches
 from smolmix.diagnose.live import MECHANISM_FILE, MechanismProbe, ProbePlan, read_mechanism
 from smolmix.diagnose.verdicts import LEARN_THRESHOLD
-from smolmix.lab.grid import check_seeds, check_sizes, check_steps, write_models
+from smolmix.lab.grid import check_jobs, check_seeds, check_sizes, check_steps, write_models
 from smolmix.lab.rare_tasks import mechanism
 from smolmix.lab.rare_tasks.plots import write_plots
 from smolmix.lab.rare_tasks.report import write_report
@@ -485,9 +485,7 @@ def run_study(preset: Preset, out: Path, jobs: int | None = None, quiet: bool = 
     The output appears atomically; Ctrl-C leaves no directory that looks complete.
     """
     started = time.perf_counter()
-    jobs = available_cores() if jobs is None else jobs
-    if jobs <= 0:
-        raise SmolmixError(f"jobs must be positive, got {jobs}", "--jobs")
+    jobs = check_jobs(jobs)
     check_executor(executor)
     with atomic_output(Path(out), replace=True, kind=KIND) as work:
         cells = plan_cells(preset)
