@@ -123,3 +123,30 @@ def test_excess_loss_moves_weight_to_the_task_furthest_above_its_reference():
 def test_an_unknown_policy_is_a_user_error():
     with pytest.raises(SmolmixError, match="policy"):
         get_policy("magic")
+
+
+# --- the decision log ----------------------------------------------------------------------
+
+
+def test_the_decision_log_says_what_changed_and_names_the_triggering_numbers(tmp_path):
+    import json
+
+    from smolmix.loop.decisions import DECISIONS_FILE, append_decisions, decide
+
+    tasks = _tasks()
+    cap = {"running_max": 0.06}
+    rows = decide(get_policy("verdict"), tasks, 2, {}, cap, max_factor=2.0)
+    by_task = {r["task"]: r for r in rows}
+    rm = by_task["running_max"]
+    assert rm["old_share"] == 0.05 and rm["new_share"] == pytest.approx(0.06)
+    assert rm["limited_by"] == "cap"
+    assert rm["text"].startswith("stage 2: running_max raised 5.00% → 6.00%: never learned")
+    assert "accuracy 0.10 (threshold 0.90)" in rm["text"] and "min-share 10.00%" in rm["text"]
+    assert "held by its repetition cap" in rm["text"]
+    assert by_task["lookup"]["new_share"] == pytest.approx(0.10)
+    assert "not expressible" in by_task["lookup"]["text"]
+    assert by_task["copy"]["text"].startswith("stage 2: copy lowered 70.00% →")
+    assert sum(r["new_share"] for r in rows) == pytest.approx(1)
+    append_decisions(tmp_path / DECISIONS_FILE, rows)
+    logged = [json.loads(line) for line in (tmp_path / DECISIONS_FILE).read_text().splitlines()]
+    assert [r["task"] for r in logged] == [t.name for t in tasks]
