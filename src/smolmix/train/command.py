@@ -35,7 +35,7 @@ from smolmix.core.output import (
     partial_path,
 )
 from smolmix.core.records import Record, by_task
-from smolmix.core.rundir import CHECKPOINTS_DIR, list_checkpoints, write_manifest
+from smolmix.core.rundir import CHECKPOINTS_DIR, checkpoint_step, list_checkpoints, write_manifest
 from smolmix.grading.extract import EXTRACTORS
 from smolmix.models.loading import check_model_path, check_vocabulary, load_model, load_tokenizer
 from smolmix.models.prompting import choose_format, write_prompt_format
@@ -172,6 +172,10 @@ def _train(config: TrainConfig, out: Path, claim: PartialClaim | None, state: Pa
     dataset = Dataset.from_dict(encoded)
     per_step = config.batch_size * config.grad_accum * state.num_processes
     steps = config.steps or max(1, math.floor(config.epochs * len(dataset) / per_step))
+    start_step = 0
+    if config.continue_from is not None:
+        start_step = _continue_point(Path(config.continue_from))
+        resume_from = resume_from or Path(config.continue_from)
     if steps > MAX_STEPS:
         raise SmolmixError(f"epochs {config.epochs:g} over {len(dataset)} sequences make "
                            f"{steps:,} steps, more than {MAX_STEPS:,}", "epochs")
@@ -200,7 +204,7 @@ def _train(config: TrainConfig, out: Path, claim: PartialClaim | None, state: Pa
     say(f"training {type(model).__name__} on {len(dataset)} sequences for {steps} steps"
         + (f", resuming from {resume_from.name}" if resume_from else ""))
     try:
-        curves = fit(model, tokenizer, dataset, evaluator, config, steps, partial,
+        curves = fit(model, tokenizer, dataset, evaluator, config, start_step + steps, partial,
                      scorers=scorers, resume_from=resume_from,
                      callbacks=[_Fingerprint(config, prompt_format), FiniteGuard(),
                                 *callbacks],
@@ -214,7 +218,8 @@ def _train(config: TrainConfig, out: Path, claim: PartialClaim | None, state: Pa
     # Every process must be done writing (each saves its RNG state into the checkpoints)
     # before the main one renames the run folder.
     state.wait_for_everyone()
-    summary = {"steps": steps, "sequences": len(dataset), "examples": len(records),
+    summary = {"steps": steps, "start_step": start_step, "sequences": len(dataset),
+               "examples": len(records),
                "target_tokens": tokens, "truncated": cut,
                "dropped_no_target": {"train": dropped, "held_out": held_dropped},
                "packing": config.packing, "prompt_format": prompt_format,
@@ -275,6 +280,19 @@ def _complete_checkpoints(partial: Path) -> list[Path]:
     """The checkpoints in ``partial`` that were saved whole (their fingerprint written last)."""
     found = list_checkpoints(partial) if partial.is_dir() else []
     return [c for c in found if (c / FINGERPRINT_FILE).is_file()]
+
+
+def _continue_point(checkpoint: Path) -> int:
+    """The step a continued run starts at: ``continue_from`` must be a complete smolmix
+    checkpoint (weights, optimizer, scheduler) of any config."""
+    where = "continue_from"
+    if not (checkpoint / FINGERPRINT_FILE).is_file():
+        raise SmolmixError(f"{str(checkpoint)!r} is not a complete smolmix training checkpoint "
+                           f"(no {FINGERPRINT_FILE})", where)
+    for name in ("optimizer.pt", "scheduler.pt"):
+        if not (checkpoint / name).is_file():
+            raise SmolmixError(f"checkpoint {str(checkpoint)!r} has no {name}", where)
+    return checkpoint_step(checkpoint)
 
 
 def _resume_point(partial: Path, resume: bool | Path, config: TrainConfig) -> Path | None:

@@ -128,6 +128,13 @@ class TrainConfig(_Model):
     report_to: list[str] | str = Field("none", description="transformers integrations, e.g. "
                                        "tensorboard")
     eval: EvalSpec = EvalSpec()
+    continue_from: str | None = Field(
+        None, description="a checkpoint of an earlier run (a loop's previous stage): its "
+        "optimizer and scheduler state and step count carry on, on this config's mixture from "
+        "its start; model is that run's weights")
+    schedule_steps: int | None = Field(
+        None, gt=0, le=MAX_STEPS, description="the steps the learning-rate schedule spans "
+        "(default: the run's last step); a loop gives every stage the whole loop's")
 
     @field_validator("chat_template", mode="before")
     @classmethod
@@ -165,6 +172,7 @@ OWN_KEYS = {
     "gradient_checkpointing": "gradient_checkpointing", "activation_checkpointing":
     "gradient_checkpointing", "per_device_eval_batch_size": "eval.batch_size",
     "trust_remote_code": "model (smolmix never runs remote code)",
+    "ignore_data_skip": "continue_from",
 }
 # Pass-through keys that change what is saved or shown, not what is trained.
 NOT_TRAINING = ("push_to_hub", "hub_model_id", "hub_strategy", "hub_token", "hub_private_repo",

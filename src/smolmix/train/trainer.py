@@ -49,6 +49,13 @@ from smolmix.train.data import collate
 class _SFTTrainer(SFTTrainer):
     """TRL's trainer with the model's own loss and no model card beside the checkpoints."""
 
+    schedule_steps: int | None = None  # the steps the learning-rate schedule spans
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        """The schedule over ``schedule_steps`` when set (a loop's stages share one), else
+        over the run's steps."""
+        return super().create_scheduler(self.schedule_steps or num_training_steps, optimizer)
+
     def create_model_card(self, *args, **kwargs) -> None:
         """No README.md beside the checkpoints: the run folder's manifest.json and
         train_config.yaml say how the model was trained."""
@@ -109,6 +116,8 @@ def training_arguments(config: TrainConfig, steps: int, run_dir: Path,
         max_length=config.max_length,
         dataset_kwargs={"skip_prepare_dataset": True},
         remove_unused_columns=False,
+        # a continued run starts its own mixture from the top, not at the earlier run's step
+        ignore_data_skip=config.continue_from is not None,
         **_checkpointing_args(config.gradient_checkpointing),
         **{"bf16": default_bf16(), **config.passthrough()},
     )
@@ -170,6 +179,7 @@ def fit(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, dataset: Dat
             data_collator=counted,
             callbacks=[callback, TrainLog(run_dir / TRAIN_LOG_FILE, resume_from), *callbacks],
         )
+    trainer.schedule_steps = config.schedule_steps
     callback.all_ranks = trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
