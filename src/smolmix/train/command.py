@@ -142,6 +142,10 @@ def _train(config: TrainConfig, out: Path, claim: PartialClaim | None, state: Pa
            callbacks: Sequence[TrainerCallback], say) -> dict | None:
     partial = partial_path(out)
     resume_from = _resume_point(partial, resume, config)
+    start_step = 0
+    if config.continue_from is not None:  # checked before any model or data is loaded
+        start_step = _continue_point(Path(config.continue_from))
+        resume_from = resume_from or Path(config.continue_from)
     start = time.perf_counter()
 
     check_report_to(config.report_to)
@@ -172,10 +176,6 @@ def _train(config: TrainConfig, out: Path, claim: PartialClaim | None, state: Pa
     dataset = Dataset.from_dict(encoded)
     per_step = config.batch_size * config.grad_accum * state.num_processes
     steps = config.steps or max(1, math.floor(config.epochs * len(dataset) / per_step))
-    start_step = 0
-    if config.continue_from is not None:
-        start_step = _continue_point(Path(config.continue_from))
-        resume_from = resume_from or Path(config.continue_from)
     if steps > MAX_STEPS:
         raise SmolmixError(f"epochs {config.epochs:g} over {len(dataset)} sequences make "
                            f"{steps:,} steps, more than {MAX_STEPS:,}", "epochs")
@@ -279,14 +279,19 @@ def _held_out_encoded(tokenizer, held: dict[str, list[Record]], max_length: int,
 def _complete_checkpoints(partial: Path) -> list[Path]:
     """The checkpoints in ``partial`` that were saved whole (their fingerprint written last)."""
     found = list_checkpoints(partial) if partial.is_dir() else []
-    return [c for c in found if (c / FINGERPRINT_FILE).is_file()]
+    return [c for c in found if _is_complete(c)]
+
+
+def _is_complete(checkpoint: Path) -> bool:
+    """A checkpoint saved whole: its fingerprint is written last."""
+    return (checkpoint / FINGERPRINT_FILE).is_file()
 
 
 def _continue_point(checkpoint: Path) -> int:
     """The step a continued run starts at: ``continue_from`` must be a complete smolmix
     checkpoint (weights, optimizer, scheduler) of any config."""
     where = "continue_from"
-    if not (checkpoint / FINGERPRINT_FILE).is_file():
+    if not _is_complete(checkpoint):
         raise SmolmixError(f"{str(checkpoint)!r} is not a complete smolmix training checkpoint "
                            f"(no {FINGERPRINT_FILE})", where)
     for name in ("optimizer.pt", "scheduler.pt"):

@@ -133,5 +133,3 @@ def customize(preset: Preset, sizes: list[str] | None = None, seeds: list[int] |
         levels=parse_levels(tasks) if tasks is not None else preset.levels,
         ratios=ratios,
     )
-
-

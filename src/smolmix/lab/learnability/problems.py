@@ -17,8 +17,9 @@ training draws exclude them explicitly (:func:`split`).
 
 from __future__ import annotations
 
+import itertools
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from smolmix.core.errors import SmolmixError, lookup
@@ -151,21 +152,29 @@ def _level(task: Task, difficulty: int) -> None:
                            f"known: {known}", "difficulty")
 
 
-def draw(task: str, difficulty: int, count: int, seed: int, *, stream: str = "train",
-         exclude: Iterable[str] = ()) -> list[Problem]:
-    """``count`` distinct problems of ``task`` at ``difficulty`` from the seed stream
-    ``stream``, none of whose prompts is in ``exclude``; the same arguments, the same list."""
+def _candidates(task: str, difficulty: int, count: int, seed: int, stream: str,
+                exclude: Iterable[str]) -> Iterator[Problem]:
+    """Problems of ``task`` at ``difficulty`` from the seed stream ``stream`` whose prompts are
+    not in ``exclude``, at most ``50 * count + 100`` tried (the bound on a too-small pool)."""
     spec = get_task(task)
     _level(spec, difficulty)
     rng = random.Random(f"learnability:{stream}:{task}:{difficulty}:{seed}")
     banned = set(exclude)
-    found: dict[str, Problem] = {}
     for _ in range(50 * count + 100):
-        if len(found) == count:
-            break
         problem = spec.make(rng, difficulty)
         if problem.prompt not in banned:
-            found.setdefault(problem.prompt, problem)
+            yield problem
+
+
+def draw(task: str, difficulty: int, count: int, seed: int, *, stream: str = "train",
+         exclude: Iterable[str] = ()) -> list[Problem]:
+    """``count`` distinct problems of ``task`` at ``difficulty`` from the seed stream
+    ``stream``, none of whose prompts is in ``exclude``; the same arguments, the same list."""
+    found: dict[str, Problem] = {}
+    for problem in _candidates(task, difficulty, count, seed, stream, exclude):
+        if len(found) == count:
+            break
+        found.setdefault(problem.prompt, problem)
     if len(found) < count:
         raise SmolmixError(f"task {task!r} at difficulty {difficulty} has fewer than {count} "
                            "distinct problems outside the excluded ones", "count")
@@ -177,19 +186,12 @@ def sample(task: str, difficulty: int, count: int, seed: int, *, stream: str = "
     """``count`` problems drawn independently (repeats as often as chance makes them) from the
     seed stream ``stream``, none of whose prompts is in ``exclude``: every training set drawn
     this way has the same distribution of problems, repeats included."""
-    spec = get_task(task)
-    _level(spec, difficulty)
-    rng = random.Random(f"learnability:{stream}:{task}:{difficulty}:{seed}")
-    banned = set(exclude)
-    found: list[Problem] = []
-    for _ in range(50 * count + 100):
-        if len(found) == count:
-            return found
-        problem = spec.make(rng, difficulty)
-        if problem.prompt not in banned:
-            found.append(problem)
-    raise SmolmixError(f"task {task!r} at difficulty {difficulty} has too few problems outside "
-                       "the held-out ones", "count")
+    found = list(itertools.islice(_candidates(task, difficulty, count, seed, stream, exclude),
+                                  count))
+    if len(found) < count:
+        raise SmolmixError(f"task {task!r} at difficulty {difficulty} has too few problems "
+                           "outside the held-out ones", "count")
+    return found
 
 
 def held_out(task: str, difficulty: int, count: int, seed: int) -> list[Problem]:

@@ -10,7 +10,7 @@ from pathlib import Path
 from smolmix.core.figures import new_figure, save_png
 from smolmix.lab.learnability.arms import AXES, arm_name
 from smolmix.report.assets import Assets
-from smolmix.report.formats import MISSING, fmt_params, fmt_seconds
+from smolmix.report.formats import MISSING, fmt_params, fmt_seconds, text_table
 from smolmix.report.page import Bullets, FileList, Image, Page, Section, Table, Text, write_page
 from smolmix.report.registry import register_sections
 from smolmix.report.views import Run
@@ -127,9 +127,8 @@ def reading(results: dict) -> list[str]:
     for axis in _axes(results):
         word, formula = AXIS_WORDS[axis]
         if f"{axis}_gap_detail_by_size" in s:
-            gaps = ", ".join(f"{n} {_gap(g)}" for n, g in
-                             zip(names, s[f"{axis}_gap_detail_by_size"], strict=True))
             detail = s[f"{axis}_gap_detail_by_size"]
+            gaps = ", ".join(f"{n} {_gap(g)}" for n, g in zip(names, detail, strict=True))
             _, high, low = AXES[axis]
             lines.append(f"{word} {formula}, points [95% interval]: {gaps}. Against the "
                          f"paper, {_flags(s[f'{axis}_gap_direction'])}. As a ratio, "
@@ -198,16 +197,9 @@ def _note(results: dict) -> str:
 
 def summary_table(results: dict) -> str:
     """The summary as aligned plain text for the terminal, with the wall time."""
-    header, rows = _summary_rows(results)
-    widths = [max(len(r[k]) for r in [header, *rows]) for k in range(len(header))]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(c.ljust(w) if k == 0 else c.rjust(w)
-                         for k, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
-
     wall = results["summary"].get("wall_seconds")
-    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows),
-                      _note(results), f"wall time: {fmt_seconds(wall)}"])
+    return "\n".join([text_table(*_summary_rows(results)), _note(results),
+                      f"wall time: {fmt_seconds(wall)}"])
 
 
 def _ratio_table(results: dict, axis: str) -> Table:

@@ -39,13 +39,11 @@ from smolmix.lab.learnability.arms import AXES, BASE, arm_name, group_name
 from smolmix.lab.learnability.habits import OUTCOMES, wait_outcome
 from smolmix.lab.learnability.preset import Preset
 from smolmix.lab.learnability.problems import ANSWER_FORMAT, held_out, sample
-from smolmix.lab.learnability.report import write_report
+from smolmix.lab.learnability.report import RESULTS_FILE, write_report
 from smolmix.lab.learnability.summary import summarize
 from smolmix.lab.learnability.traces import trace, vocabulary
 from smolmix.mix.command import build_mixture
-from smolmix.models.ladder import (
-    build_tokenizer,
-)
+from smolmix.models.ladder import build_tokenizer
 from smolmix.train.command import train
 from smolmix.train.config import TrainConfig
 
@@ -259,7 +257,7 @@ def run_study(preset: Preset, out: Path, jobs: int | None = None, quiet: bool = 
             "summary": summarize(preset, ordered, params),
         }
         results["summary"]["wall_seconds"] = round(time.perf_counter() - started, 1)
-        (work / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+        (work / RESULTS_FILE).write_text(json.dumps(results, indent=1) + "\n")
         write_report(results, work)
         write_manifest(work, KIND, {"preset": asdict(preset), "jobs": jobs},
                        seed=preset.seeds[0])

@@ -48,12 +48,11 @@ def compare(cells: Sequence[dict], size: str, high: str, low: str,
             groups: Sequence[str]) -> dict:
     """``high`` minus ``low`` at ``size``: mean over seeds, paired 95% interval, per seed."""
     a, b = _cells(cells, size, high), _cells(cells, size, low)
-    diff = bootstrap_difference(seed_mean_vector(a, groups), seed_mean_vector(b, groups),
-                                paired=True)
+    va, vb = seed_mean_vector(a, groups), seed_mean_vector(b, groups)
+    diff = bootstrap_difference(va, vb, paired=True)
     by_seed = [x - y for x, y in zip(per_seed_acc(a, groups), per_seed_acc(b, groups),
                                      strict=True)]
-    p_high, p_low = statistics.fmean(seed_mean_vector(a, groups)), \
-        statistics.fmean(seed_mean_vector(b, groups))
+    p_high, p_low = statistics.fmean(va), statistics.fmean(vb)
     return {"gap": _round(diff["diff"]), "low": _round(diff["low"]),
             "high": _round(diff["high"]), "by_seed": [_round(d) for d in by_seed],
             "p_high": _round(p_high), "p_low": _round(p_low),

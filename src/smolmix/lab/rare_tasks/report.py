@@ -24,7 +24,14 @@ from smolmix.lab.rare_tasks.results import (
     seed_note,
 )
 from smolmix.report.assets import Assets
-from smolmix.report.formats import MISSING, fmt_params, fmt_seconds, fmt_share, is_missing
+from smolmix.report.formats import (
+    MISSING,
+    fmt_params,
+    fmt_seconds,
+    fmt_share,
+    is_missing,
+    text_table,
+)
 from smolmix.report.page import Bullets, FileList, Image, Page, Section, Table, Text, write_page
 from smolmix.report.registry import register_sections
 from smolmix.report.views import Run
@@ -119,16 +126,9 @@ def _summary_note(results: dict) -> str:
 
 def summary_table(results: dict) -> str:
     """The summary as an aligned plain-text table for the terminal, with the wall time."""
-    header, rows = _summary_rows(results)
-    widths = [max(len(r[k]) for r in [header, *rows]) for k in range(len(header))]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(c.ljust(w) if k < 2 else c.rjust(w)
-                         for k, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
-
     wall = results["summary"].get("wall_seconds")
-    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows),
-                      _summary_note(results), f"wall time: {fmt_seconds(wall)}"])
+    return "\n".join([text_table(*_summary_rows(results), left=2), _summary_note(results),
+                      f"wall time: {fmt_seconds(wall)}"])
 
 
 # ---------------------------------------------------------------- the sections
