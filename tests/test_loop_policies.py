@@ -52,6 +52,42 @@ def test_a_task_learned_once_is_kept_until_it_is_stable():
     assert proposal.weight == sort.share and "not yet stable" in proposal.reason
 
 
+def test_verdict_moves_nothing_while_no_task_is_learned():
+    tasks = [TaskState("copy", 0.8, 0.8, (0.3,), NEVER), TaskState("sort", 0.2, 0.2, (0.0,), NEVER)]
+    proposal = get_policy("verdict").propose(tasks, 1, {})
+    assert {n: p.weight for n, p in proposal.items()} == {"copy": 0.8, "sort": 0.2}
+    assert "no task learned yet (best accuracy 0.30" in proposal["sort"].reason
+
+
+def test_verdict_floors_hold_against_the_others_raises():
+    """The raises of two never-learned tasks are paid for by what the policy frees (the stable
+    learned task, halved at most) and not by the task it keeps (never learned at ≥ 20%)."""
+    from smolmix.loop.decisions import decide
+
+    tasks = [TaskState("copy", 0.50, 0.5, (0.99, 0.99), LEARNED),
+             TaskState("reverse", 0.30, 0.3, (0.2, 0.4), NEVER),
+             TaskState("sort", 0.10, 0.1, (0.0, 0.0), NEVER),
+             TaskState("max", 0.10, 0.1, (0.0, 0.1), NEVER)]
+    rows = {r["task"]: r for r in decide(get_policy("verdict"), tasks, 2, {}, {}, 4.0)}
+    assert rows["reverse"]["new_share"] == pytest.approx(0.30)
+    assert rows["copy"]["new_share"] == pytest.approx(0.25)
+    assert rows["copy"]["limited_by"] == "floor" and "floor" in rows["copy"]["text"]
+    assert rows["sort"]["new_share"] == pytest.approx(0.225)
+    assert rows["max"]["new_share"] == pytest.approx(0.225)
+
+
+def test_odm_counts_rounds_in_training_steps():
+    """After 500 steps, round 501: ε = sqrt(ln 2 / (2 · 501)), ε_prev = sqrt(ln 2 / 1000)."""
+    tasks = [TaskState("a", 0.5, 0.5, train_loss=2.0, steps=500),
+             TaskState("b", 0.5, 0.5, train_loss=1.0, steps=500)]
+    proposal = get_policy("odm").propose(tasks, 1, {})
+    eps, prev = math.sqrt(math.log(2) / 1002), math.sqrt(math.log(2) / 1000)
+    soft = math.exp(prev * 0.4) / (math.exp(prev * 0.4) + math.exp(prev * 0.2))
+    assert proposal["a"].weight == pytest.approx((1 - 2 * eps) * soft + eps)
+    staged = get_policy("odm", {"rounds": "stages"}).propose(tasks, 1, {})
+    assert staged["a"].weight == pytest.approx(0.504183, abs=1e-6)
+
+
 def test_every_change_stays_inside_the_per_stage_bound():
     tasks = _tasks()
     for name in ("verdict", "uniform", "temperature"):

@@ -186,6 +186,14 @@ def build_parser() -> argparse.ArgumentParser:
     diag.add_argument("--out", type=Path, help="write diagnosis.json here")
     diag.add_argument("--quiet", action="store_true", help="no progress output")
     diag.set_defaults(func=_diagnose)
+    loop = commands.add_parser("loop", help="train stage by stage, rebalancing the mixture "
+                               "between stages from per-task scores and verdicts")
+    loop.add_argument("plan", type=Path, help="plan YAML (sources, held-out set, stages, policy)")
+    loop.add_argument("--out", type=Path, required=True, help="loop folder to create")
+    loop.add_argument("--resume", action="store_true",
+                      help="continue an interrupted loop from its last finished stage")
+    loop.add_argument("--quiet", action="store_true", help="no progress output")
+    loop.set_defaults(func=_loop)
     rep = commands.add_parser("report", help="one HTML page for run folders, side by side")
     rep.add_argument("runs", type=Path, nargs="+", metavar="RUN",
                      help="run folders (mixture, train, eval, diagnose, gap or lab runs)")
@@ -239,6 +247,24 @@ def build_parser() -> argparse.ArgumentParser:
                      help="where the cells run: worker processes (default) or Ray tasks")
     gap.add_argument("--quiet", action="store_true", help="no progress output")
     gap.set_defaults(func=_lab_learnability_gap)
+    reb = studies.add_parser("rebalance", help="every smolmix loop policy on the rare-task "
+                             "lab's tasks and ladder, at equal steps and examples")
+    reb.add_argument("--preset", default="quick", help="quick (default), full or smoke")
+    reb.add_argument("--sizes", type=_name_list, help="ladder sizes, e.g. m,l")
+    reb.add_argument("--scale-sizes", type=_name_list,
+                     help="larger sizes trained on the natural mixture only (e.g. xl)")
+    reb.add_argument("--seeds", type=_number_list("--seeds"),
+                     help="seeds, e.g. 1,2 (seed 0 is the tuning seed)")
+    reb.add_argument("--steps", type=int, help="training steps per loop, over all its stages")
+    reb.add_argument("--stages", type=int, help="stages per loop")
+    reb.add_argument("--policies", type=_name_list,
+                     help="static, uniform, temperature, odm, excess-loss, verdict (default all)")
+    reb.add_argument("--out", type=Path, help="run directory (default runs/rebalance-<preset>)")
+    reb.add_argument("--jobs", type=int, help="parallel worker processes (default: CPU cores)")
+    reb.add_argument("--executor", default="process", choices=("process", "ray"),
+                     help="where the cells run: worker processes (default) or Ray tasks")
+    reb.add_argument("--quiet", action="store_true", help="no progress output")
+    reb.set_defaults(func=_lab_rebalance)
     return parser
 
 
@@ -386,6 +412,18 @@ def _diagnose(args: argparse.Namespace) -> None:
     print(f"({report['seconds']:.1f} s)" + (f"; wrote {args.out}" if args.out else ""))
 
 
+def _loop(args: argparse.Namespace) -> None:
+    from smolmix.loop.run import run_loop
+    from smolmix.report.sections.loop import stage_table
+
+    results = run_loop(args.plan, args.out, resume=args.resume, quiet=args.quiet)
+    print(stage_table(results))
+    compute = results["summary"]["compute"]
+    print(f"learned {results['summary']['learned_count']} of {len(results['tasks'])} tasks; "
+          f"training {compute['train_seconds']:.0f} s, overhead {compute['overhead']:.0%} "
+          f"(evaluations, mixing, probes); wrote {args.out}")
+
+
 def _report(args: argparse.Namespace) -> None:
     import smolmix.lab  # noqa: F401  (registers the labs' report sections)
     from smolmix.report.command import report
@@ -431,6 +469,22 @@ def _lab_learnability_gap(args: argparse.Namespace) -> None:
     preset = customize(get_preset(args.preset), args.sizes, args.seeds, args.steps, args.tasks,
                        args.styles, args.long_ratios, args.large_ratios)
     out = args.out or Path("runs") / f"learnability-gap-{preset.name}"
+    results = run_study(preset, out, jobs=args.jobs, quiet=args.quiet, executor=args.executor)
+    print(summary_table(results))
+    print("\n" + "\n".join(reading(results)))
+    print(f"\nwrote {out}/report.html and {out}/results.json")
+
+
+def _lab_rebalance(args: argparse.Namespace) -> None:
+    from smolmix.core.pool import check_executor
+    from smolmix.lab.rebalance.preset import customize, get_preset
+    from smolmix.lab.rebalance.report import reading, summary_table
+    from smolmix.lab.rebalance.study import run_study
+
+    check_executor(args.executor)
+    preset = customize(get_preset(args.preset), args.sizes, args.seeds, args.steps,
+                       args.policies, args.stages, args.scale_sizes)
+    out = args.out or Path("runs") / f"rebalance-{preset.name}"
     results = run_study(preset, out, jobs=args.jobs, quiet=args.quiet, executor=args.executor)
     print(summary_table(results))
     print("\n" + "\n".join(reading(results)))

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 LEARN_THRESHOLD = 0.9
+LARGE_SHARE = 0.2  # a task with this share of the mixture is not short of data
 LEARNED = "learned"
 OVERWRITTEN = "learned then overwritten"
 NOT_EXPRESSIBLE = "not expressible at this size"
@@ -68,7 +69,7 @@ def share_remedy(task: str, share: float | None, min_share: float | None) -> str
     if min_share is not None:
         return (f"raise {task}'s share to about {min_share:.0%} (the smallest share at which "
                 f"this size learned it in the boost sweep)")
-    if share is not None and share >= 0.2:
+    if share is not None and share >= LARGE_SHARE:
         return (f"{task} already has {share:.0%} of the mixture; a larger share is unlikely to "
                 "help — train longer or use a larger model")
     if share:

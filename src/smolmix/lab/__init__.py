@@ -7,3 +7,4 @@ labs' report sections with :mod:`smolmix.report` (``smolmix report`` on a lab ru
 from smolmix.lab import tasks  # noqa: F401  (registers lab:NAME tasks with smolmix.evaluate)
 from smolmix.lab.learnability import report as _learnability_report  # noqa: F401  (registers)
 from smolmix.lab.rare_tasks import report as _rare_tasks_report  # noqa: F401  (registers)
+from smolmix.lab.rebalance import report as _rebalance_report  # noqa: F401  (registers)

@@ -13,14 +13,14 @@ from smolmix.loop.policies.base import Policy, TaskState
 DECISIONS_FILE = "decisions.jsonl"
 BINDING = 1e-9  # a share this close to a bound is held by it
 LIMIT_WORDS = {"cap": "its repetition cap", "change": "the per-stage change bound",
-               "held": "the policy's hold"}
+               "held": "the policy's hold", "floor": "the policy's floor"}
 
 
 def _limited_by(share: float, task: str, bounds) -> str | None:
     if share >= bounds.upper[task] - BINDING:
         return bounds.upper_reason[task]
     if share <= bounds.lower[task] + BINDING:
-        return "change"
+        return (bounds.lower_reason or {}).get(task, "change")
     return None
 
 
@@ -31,7 +31,8 @@ def decide(policy: Policy, tasks: Sequence[TaskState], stage: int, state: dict,
     proposal = policy.propose(tasks, stage, state)
     old = {t.name: t.share for t in tasks}
     ceilings = {n: p.ceiling for n, p in proposal.items() if p.ceiling is not None}
-    bounds = stage_bounds(old, caps, max_factor, ceilings)
+    floors = {n: p.floor for n, p in proposal.items() if p.floor is not None}
+    bounds = stage_bounds(old, caps, max_factor, ceilings, floors)
     shares = fit_shares({n: p.weight for n, p in proposal.items()}, bounds)
     total = sum(p.weight for p in proposal.values())
     rows = []

@@ -18,12 +18,13 @@ TOLERANCE = 1e-12
 
 @dataclass(frozen=True)
 class Bounds:
-    """Per task: the lowest and highest share the next stage may give it, and why the highest
-    is what it is (``change`` or ``cap``)."""
+    """Per task: the lowest and highest share the next stage may give it, and why each is what
+    it is (upper: ``change``, ``cap`` or ``held``; lower: ``change`` or ``floor``)."""
 
     lower: dict[str, float]
     upper: dict[str, float]
     upper_reason: dict[str, str]
+    lower_reason: dict[str, str] | None = None
 
 
 def cap_share(available: int, used: int, max_epochs: float, budget: int) -> float:
@@ -34,15 +35,17 @@ def cap_share(available: int, used: int, max_epochs: float, budget: int) -> floa
 
 
 def stage_bounds(old: Mapping[str, float], caps: Mapping[str, float], max_factor: float,
-                 ceilings: Mapping[str, float] | None = None) -> Bounds:
+                 ceilings: Mapping[str, float] | None = None,
+                 floors: Mapping[str, float] | None = None) -> Bounds:
     """Each task between ``old / max_factor`` and ``old * max_factor`` (a task at 0 may rise
     to ``1 / len(old) / max_factor``), never above its cap, nor above the ceiling a policy set
-    for it (a task it holds: the budget others free goes elsewhere)."""
+    for it (a task it holds: the budget others free goes elsewhere), nor below the floor it
+    set (a task it protects: others' raises cannot push it lower)."""
     if max_factor < 1:
         raise SmolmixError(f"the per-stage change factor must be at least 1, got {max_factor:g}",
                            "max_change")
     floor_start = 1 / len(old) / max_factor
-    lower, upper, why = {}, {}, {}
+    lower, upper, why, low_why = {}, {}, {}, {}
     for task, share in old.items():
         high = share * max_factor if share > 0 else floor_start
         cap = caps.get(task, 1.0)
@@ -50,8 +53,11 @@ def stage_bounds(old: Mapping[str, float], caps: Mapping[str, float], max_factor
         ceiling = (ceilings or {}).get(task)
         if ceiling is not None and ceiling < upper[task]:
             upper[task], why[task] = ceiling, "held"
-        lower[task] = min(share / max_factor, upper[task])
-    return Bounds(lower, upper, why)
+        lower[task], low_why[task] = min(share / max_factor, upper[task]), "change"
+        floor = (floors or {}).get(task)
+        if floor is not None and floor > lower[task]:
+            lower[task], low_why[task] = min(floor, upper[task]), "floor"
+    return Bounds(lower, upper, why, low_why)
 
 
 def check_feasible(bounds: Bounds, where: str = "stages") -> None:

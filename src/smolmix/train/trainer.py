@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -186,10 +187,35 @@ def fit(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, dataset: Dat
     trainer.add_callback(LoggingState(trainer, resume_from))
     if progress:
         trainer.add_callback(bar)
-    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from is not None else None)
+    with _tied_head_not_missing(model):
+        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from is not None
+                      else None)
     if save_to is not None:
         save_final(trainer, Path(save_to))
     return callback.curves
+
+
+class _TiedHeadFilter(logging.Filter):
+    """Drops the Trainer's warning that a resumed checkpoint has no ``lm_head.weight``: with
+    tied embeddings the head is the embedding matrix, saved once under its other name."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage().rstrip(".")
+        return not (message.startswith("There were missing keys in the checkpoint")
+                    and message.endswith(": ['lm_head.weight']"))
+
+
+@contextmanager
+def _tied_head_not_missing(model: PreTrainedModel) -> Iterator[None]:
+    tied = bool(getattr(model.config, "tie_word_embeddings", False))
+    log = logging.getLogger("transformers.trainer")
+    dropped = _TiedHeadFilter()
+    if tied:
+        log.addFilter(dropped)
+    try:
+        yield
+    finally:
+        log.removeFilter(dropped)
 
 
 def save_final(trainer: SFTTrainer, folder: Path) -> None:

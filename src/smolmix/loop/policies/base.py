@@ -29,6 +29,7 @@ class TaskState:
     train_loss: float | None = None  # mean training loss on the task in the last stage
     heldout_loss: float | None = None
     reference_loss: float | None = None  # a reference model's held-out loss on the task
+    steps: int | None = None  # the training steps behind these scores (the loop's so far)
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class Proposal:
     reason: str
     numbers: dict = field(default_factory=dict)
     ceiling: float | None = None  # the share the task must not exceed next stage
+    floor: float | None = None  # the share the task must not fall below next stage
 
 
 class Policy(Protocol):

@@ -1,11 +1,16 @@
 """``odm``: Online Data Mixing (Albalak et al. 2023, arXiv 2312.02406) at stage granularity.
 
-EXP3 with each task an arm and its training loss the reward. After stage ``t`` (1, 2, ...),
-for every task: ``R_i ← α R_i + (1 − α) L_i / π_i``, where ``L_i`` is its mean training loss
+EXP3 with each task an arm and its training loss the reward. After each stage, for every
+task trained in it: ``R_i ← α R_i + (1 − α) L_i / π_i``, where ``L_i`` is its training loss
 in that stage and ``π_i`` the share it had (the paper's importance weight). The next stage's
-shares: ``π_i = (1 − K ε) softmax(ε_prev R)_i + ε`` with ``ε = min(1/K, sqrt(ln K / (K t')))``
-for the next round ``t' = t + 1`` and ``ε_prev`` the previous round's (``ε_0 = 1/K``).
-The paper updates after every batch, seeing one domain's loss; a stage sees every task's.
+shares: ``π_i = (1 − K ε) softmax(ε_prev R)_i + ε`` with ``ε = min(1/K, sqrt(ln K / (K t)))``
+at round ``t`` and ``ε_prev`` the previous round's (``ε_0 = 1/K``).
+
+In the paper a round is one optimizer step (the exploration rate decays with training), and
+the reward is updated after every batch for the one domain it held; here the reward is updated
+once per stage, for every task, and ``t`` counts the training steps so far (``rounds: steps``,
+the default) or the stages (``rounds: stages``). Counted in stages, ε stays at 1/K for the
+first K ln K stages, where the shares are exactly uniform.
 """
 
 from __future__ import annotations
@@ -39,28 +44,34 @@ def exp3_shares(rewards: dict[str, float], round_: int) -> dict[str, float]:
 @dataclass(frozen=True)
 class OnlineDataMixing:
     smoothing: float = 0.9  # the paper's α
+    rounds: str = "steps"
     name: str = "odm"
 
     def __post_init__(self) -> None:
         if not 0 <= self.smoothing < 1:
             raise SmolmixError(f"smoothing must be in [0, 1), got {self.smoothing}",
                                "policy.smoothing")
+        if self.rounds not in ("steps", "stages"):
+            raise SmolmixError(f"rounds must be steps or stages, got {self.rounds!r}",
+                               "policy.rounds")
 
     def propose(self, tasks: Sequence[TaskState], stage: int,
                 state: dict) -> dict[str, Proposal]:
         rewards = state.setdefault("rewards", {t.name: 0.0 for t in tasks})
-        for t in tasks:
-            if t.train_loss is None:
-                raise SmolmixError(f"odm needs each task's training loss; {t.name!r} has none",
-                                   "policy")
-            if t.share > 0:
+        for t in tasks:  # an arm not played this stage (no examples) keeps its estimate
+            if t.share > 0 and t.train_loss is not None:
                 rewards[t.name] = (self.smoothing * rewards[t.name]
                                    + (1 - self.smoothing) * t.train_loss / t.share)
-        state["round"] = stage + 1
-        shares = exp3_shares(rewards, stage + 1)
+        steps = tasks[0].steps if tasks else None
+        round_ = steps if self.rounds == "steps" and steps is not None else stage
+        state["round"] = round_ + 1
+        shares = exp3_shares(rewards, round_ + 1)
         return {t.name: Proposal(shares[t.name],
-                                 f"EXP3: training loss {t.train_loss:.3f} at share {t.share:.2%} "
-                                 f"→ reward estimate {rewards[t.name]:.3f}",
+                                 (f"EXP3: training loss {t.train_loss:.3f} at share "
+                                  f"{t.share:.2%}" if t.train_loss is not None else
+                                  "EXP3: not trained this stage")
+                                 + f" → reward estimate {rewards[t.name]:.3f}",
                                  {"train_loss": t.train_loss, "reward": rewards[t.name],
-                                  "epsilon": exploration(len(tasks), stage + 1)})
+                                  "round": round_ + 1,
+                                  "epsilon": exploration(len(tasks), round_ + 1)})
                 for t in tasks}
