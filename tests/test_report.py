@@ -135,7 +135,7 @@ def results():
 def run_dir(results, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
     plots = write_plots(results, out)
-    write_report(results, plots, out)
+    write_report(results, out)  # draws the same plots again
     return out, plots
 
 
@@ -217,7 +217,7 @@ def test_one_seed_without_boost(tmp_path):
     assert not (tmp_path / "boost.png").exists()
     for name in plots.values():
         assert (tmp_path / name).read_bytes()[:8] == PNG_MAGIC
-    page = write_report(results, plots, tmp_path).read_text(encoding="utf-8")
+    page = write_report(results, tmp_path).read_text(encoding="utf-8")
     assert "boost.png" not in page
     assert "±" not in summary_table(results)
     assert "No boost sweep was run." in reading(results)

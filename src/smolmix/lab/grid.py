@@ -1,15 +1,19 @@
-"""What every lab study shares: the checks of the CLI's size, seed and step overrides, and the
-students' initial weights per size and seed."""
+"""What every lab study shares: the checks of the CLI's size, seed and step overrides, the
+students' initial weights per size and seed, and how a run folder is finished."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 from transformers.utils import logging as hf_logging
 
 from smolmix.core.errors import SmolmixError
 from smolmix.core.pool import available_cores
+from smolmix.core.rundir import write_manifest
 from smolmix.models.ladder import (
     LADDER,
     build_model,
@@ -73,3 +77,13 @@ def write_models(sizes: Sequence[str], seeds: Sequence[int], symbols: list[str],
         if shown:
             hf_logging.enable_progress_bar()
     return params
+
+
+def finish_run(work: Path, kind: str, results: dict, preset, jobs: int, started: float,
+               write_report: Callable[[dict, Path], Path]) -> None:
+    """The run's wall time into its summary, then ``results.json``, the report and the
+    manifest (the study's preset and worker count)."""
+    results["summary"]["wall_seconds"] = round(time.perf_counter() - started, 1)
+    (work / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    write_report(results, work)
+    write_manifest(work, kind, {"preset": asdict(preset), "jobs": jobs}, seed=preset.seeds[0])

@@ -59,6 +59,19 @@ def _swap_pairs(xs: list[str]) -> list[str]:
     return out
 
 
+class FrequencyOrder:
+    """A study's ``tasks``, most frequent first: the last ``rare_count`` are its rare tasks,
+    the first ``frequent_count`` its frequent ones (a mixin for the labs' presets)."""
+
+    @property
+    def rare_tasks(self) -> tuple[str, ...]:
+        return self.tasks[-self.rare_count:]
+
+    @property
+    def frequent_tasks(self) -> tuple[str, ...]:
+        return self.tasks[: self.frequent_count]
+
+
 @dataclass(frozen=True)
 class SyntheticTask:
     """A synthetic task: how to sample an input of complexity ``n`` and how to solve it."""

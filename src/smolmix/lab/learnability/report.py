@@ -3,17 +3,14 @@ the sections ``smolmix report`` shows for runs of kind ``lab.learnability-gap``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
 from smolmix.core.figures import new_figure, save_png
 from smolmix.lab.learnability.arms import AXES, arm_name
-from smolmix.report.assets import Assets
 from smolmix.report.formats import MISSING, fmt_params, fmt_seconds, text_table
-from smolmix.report.page import Bullets, FileList, Image, Page, Section, Table, Text, write_page
-from smolmix.report.registry import register_sections
-from smolmix.report.views import Run
+from smolmix.report.lab_page import preset_table, register_lab
+from smolmix.report.page import Bullets, FileList, Image, Section, Table, Text
 
 KIND = "lab.learnability-gap"
 TITLE = "smolmix lab: learnability gap"
@@ -270,24 +267,9 @@ def lab_sections(results: dict, plots: dict[str, str]) -> list[Section]:
         Section("Accuracy per held-out set", [_group_table(results)]),
         *_wait_table(results),
         Section("Example traces", _examples(results)),
-        Section("Preset", [Table(["parameter", "value"],
-                                 [[k, v if isinstance(v, str) else json.dumps(v)]
-                                  for k, v in results["preset"].items()], numeric_from=2)]),
+        Section("Preset", [preset_table(results["preset"])]),
         Section("Files in the run directory", [FileList(FILES)]),
     ]
 
 
-def write_report(results: dict, out_dir: Path) -> Path:
-    """``out_dir/report.html`` with its plots beside it."""
-    plots = write_plots(results, Path(out_dir))
-    return write_page(Page(TITLE, lab_sections(results, plots)), Path(out_dir))
-
-
-def report_sections(runs: Sequence[Run], assets: Assets) -> list[Section]:
-    """The lab's sections for ``smolmix report`` on a learnability-gap run."""
-    (run,) = runs
-    results = run.json(RESULTS_FILE)
-    return lab_sections(results, write_plots(results, assets.folder))
-
-
-register_sections(KIND, report_sections, title=TITLE, side_by_side=False)
+write_report = register_lab(KIND, TITLE, lab_sections, write_plots)

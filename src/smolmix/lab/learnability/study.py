@@ -19,7 +19,6 @@ source. The tokens each cell trained on are recorded.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,15 +30,15 @@ from smolmix.core.inputs import iter_json_objects
 from smolmix.core.output import atomic_output
 from smolmix.core.pool import check_executor, run_cells
 from smolmix.core.records import Record, write_jsonl
-from smolmix.core.rundir import versions, write_manifest
+from smolmix.core.rundir import versions
 from smolmix.evaluate.command import SAMPLES_FILE, run_eval
 from smolmix.evaluate.tasks import TaskSpec
-from smolmix.lab.grid import check_jobs, write_models
+from smolmix.lab.grid import check_jobs, finish_run, write_models
 from smolmix.lab.learnability.arms import AXES, BASE, arm_name, group_name
 from smolmix.lab.learnability.habits import OUTCOMES, wait_outcome
 from smolmix.lab.learnability.preset import Preset
 from smolmix.lab.learnability.problems import ANSWER_FORMAT, held_out, sample
-from smolmix.lab.learnability.report import RESULTS_FILE, write_report
+from smolmix.lab.learnability.report import write_report
 from smolmix.lab.learnability.summary import summarize
 from smolmix.lab.learnability.traces import trace, vocabulary
 from smolmix.mix.command import build_mixture
@@ -256,9 +255,5 @@ def run_study(preset: Preset, out: Path, jobs: int | None = None, quiet: bool = 
             "cells": ordered,
             "summary": summarize(preset, ordered, params),
         }
-        results["summary"]["wall_seconds"] = round(time.perf_counter() - started, 1)
-        (work / RESULTS_FILE).write_text(json.dumps(results, indent=1) + "\n")
-        write_report(results, work)
-        write_manifest(work, KIND, {"preset": asdict(preset), "jobs": jobs},
-                       seed=preset.seeds[0])
+        finish_run(work, KIND, results, preset, jobs, started, write_report)
     return results

@@ -8,10 +8,7 @@ preset and the files of the run.
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Sequence
-from pathlib import Path
 
 from smolmix.lab.rare_tasks.plots import write_plots
 from smolmix.lab.rare_tasks.reading import fmt_acc, measure_name, reading
@@ -23,7 +20,6 @@ from smolmix.lab.rare_tasks.results import (
     n_seeds,
     seed_note,
 )
-from smolmix.report.assets import Assets
 from smolmix.report.formats import (
     MISSING,
     fmt_params,
@@ -32,9 +28,8 @@ from smolmix.report.formats import (
     is_missing,
     text_table,
 )
-from smolmix.report.page import Bullets, FileList, Image, Page, Section, Table, Text, write_page
-from smolmix.report.registry import register_sections
-from smolmix.report.views import Run
+from smolmix.report.lab_page import preset_table, register_lab
+from smolmix.report.page import Bullets, FileList, Image, Section, Table, Text
 
 KIND = "lab.rare-tasks"
 TITLE = "smolmix lab: rare tasks"
@@ -245,13 +240,6 @@ def _tasks(results: dict) -> Table:
                  numeric_from=2, row_css=[t.get("group", "") for t in tasks])
 
 
-def _preset(results: dict) -> Table:
-    preset = results.get("preset") or {}
-    return Table(["parameter", "value"],
-                 [[k, v if isinstance(v, str) else json.dumps(v)] for k, v in preset.items()],
-                 numeric_from=2)
-
-
 def _files(plots: dict[str, str]) -> FileList:
     pngs = [(name, PLOT_FILES.get(key, "a plot of the run.")) for key, name in plots.items()]
     return FileList([*FILES[:2], *pngs, *FILES[2:]])
@@ -268,21 +256,9 @@ def lab_sections(results: dict, plots: dict[str, str]) -> list[Section]:
         *_mechanism(results),
         *_verdicts(results),
         Section("Tasks", [_tasks(results)]),
-        Section("Preset", [_preset(results)]),
+        Section("Preset", [preset_table(results.get("preset") or {})]),
         Section("Files in the run directory", [_files(plots)]),
     ]
 
 
-def write_report(results: dict, plots: dict[str, str], out_dir: Path) -> Path:
-    """Write ``out_dir/report.html``: the lab's sections, showing ``plots`` by file name."""
-    return write_page(Page(TITLE, lab_sections(results, plots)), Path(out_dir))
-
-
-def report_sections(runs: Sequence[Run], assets: Assets) -> list[Section]:
-    """The lab's sections for ``smolmix report`` on a lab run (its plots drawn anew)."""
-    (run,) = runs
-    results = run.json(RESULTS_FILE)
-    return lab_sections(results, write_plots(results, assets.folder))
-
-
-register_sections(KIND, report_sections, title=TITLE, side_by_side=False)
+write_report = register_lab(KIND, TITLE, lab_sections, write_plots)

@@ -24,15 +24,28 @@ from smolmix.core.errors import SmolmixError, lookup
 from smolmix.core.output import atomic_output
 from smolmix.core.pool import check_executor, run_cells
 from smolmix.core.records import Record, write_jsonl
-from smolmix.core.rundir import versions, write_manifest
+from smolmix.core.rundir import versions
 from smolmix.diagnose.command import CONTROLS_FILE, batches
 from smolmix.diagnose.live import MECHANISM_FILE, MechanismProbe, ProbePlan, read_mechanism
 from smolmix.diagnose.verdicts import LEARN_THRESHOLD
-from smolmix.lab.grid import check_jobs, check_seeds, check_sizes, check_steps, write_models
+from smolmix.lab.grid import (
+    check_jobs,
+    check_seeds,
+    check_sizes,
+    check_steps,
+    finish_run,
+    write_models,
+)
 from smolmix.lab.rare_tasks import mechanism
-from smolmix.lab.rare_tasks.plots import write_plots
 from smolmix.lab.rare_tasks.report import write_report
-from smolmix.lab.tasks import TASKS, TrainStream, get_task, make_eval_set, vocabulary
+from smolmix.lab.tasks import (
+    TASKS,
+    FrequencyOrder,
+    TrainStream,
+    get_task,
+    make_eval_set,
+    vocabulary,
+)
 from smolmix.mix.command import build_mixture
 from smolmix.mix.shares import zipf_shares
 from smolmix.mix.strategies import boost
@@ -73,7 +86,7 @@ DEFAULT_COMPLEXITY = {
 
 
 @dataclass(frozen=True)
-class Preset:
+class Preset(FrequencyOrder):
     """Everything that defines one run of the study."""
 
     name: str
@@ -99,14 +112,6 @@ class Preset:
     probe_every: int = 200
     retention_points: tuple[float, ...] = (0.25, 0.5, 0.75)
     retention_n: int = 32
-
-    @property
-    def rare_tasks(self) -> tuple[str, ...]:
-        return self.tasks[-self.rare_count:]
-
-    @property
-    def frequent_tasks(self) -> tuple[str, ...]:
-        return self.tasks[: self.frequent_count]
 
     @property
     def boost_target(self) -> str:
@@ -508,10 +513,5 @@ def run_study(preset: Preset, out: Path, jobs: int | None = None, quiet: bool = 
             "summary": summarize_study(preset, ordered, params),
         }
         write_controls(preset, ordered, work / "cells", results["summary"]["min_share_to_learn"])
-        results["summary"]["wall_seconds"] = round(time.perf_counter() - started, 1)
-        (work / "results.json").write_text(json.dumps(results, indent=1) + "\n")
-        plots = write_plots(results, work)
-        write_report(results, plots, work)
-        write_manifest(work, KIND, {"preset": asdict(preset), "jobs": jobs},
-                       seed=preset.seeds[0])
+        finish_run(work, KIND, results, preset, jobs, started, write_report)
     return results

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from smolmix.core.errors import SmolmixError, lookup
 from smolmix.lab.grid import check_seeds, check_sizes, check_steps
 from smolmix.lab.rare_tasks.study import DEFAULT_COMPLEXITY, DEFAULT_TASKS
+from smolmix.lab.tasks import FrequencyOrder
 from smolmix.loop.policies.base import POLICIES
 from smolmix.mix.shares import zipf_shares
 from smolmix.models.ladder import get_size, scaled_learning_rate
@@ -21,7 +22,7 @@ TUNING_SEED = 0
 
 
 @dataclass(frozen=True)
-class Preset:
+class Preset(FrequencyOrder):
     """Everything that defines one run of the lab."""
 
     name: str
@@ -48,14 +49,6 @@ class Preset:
     temperature: float = 3.0
     eval_examples: int = 100
     max_new_tokens: int = 12
-
-    @property
-    def rare_tasks(self) -> tuple[str, ...]:
-        return self.tasks[-self.rare_count:]
-
-    @property
-    def frequent_tasks(self) -> tuple[str, ...]:
-        return self.tasks[: self.frequent_count]
 
     @property
     def all_sizes(self) -> tuple[str, ...]:

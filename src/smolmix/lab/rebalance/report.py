@@ -4,26 +4,20 @@ each loop's decisions (its own folder opens with ``smolmix report`` too)."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
 from pathlib import Path
 
 from smolmix.core.figures import new_figure, save_png
-from smolmix.report.assets import Assets
 from smolmix.report.formats import fmt_params, fmt_seconds, text_table
+from smolmix.report.lab_page import preset_table, register_lab
 from smolmix.report.page import (
     Bullets,
     Details,
     FileList,
     Image,
-    Page,
     Section,
     Table,
     Text,
-    write_page,
 )
-from smolmix.report.registry import register_sections
-from smolmix.report.views import Run
 
 KIND = "lab.rebalance"
 TITLE = "smolmix lab: rebalance"
@@ -131,22 +125,9 @@ def lab_sections(results: dict, plots: dict[str, str]) -> list[Section]:
         Section("Plots", [Image(plots["rare"], "Rare-task accuracy per policy and size: mean "
                                 "over seeds with the spread; dots are the seeds.", alt="rare")]),
         Section("Decisions of each loop", _decisions(results)),
-        Section("Preset", [Table(["parameter", "value"],
-                                 [[k, v if isinstance(v, str) else json.dumps(v)]
-                                  for k, v in preset.items()], numeric_from=2)]),
+        Section("Preset", [preset_table(preset)]),
         Section("Files in the run directory", [FileList(FILES)]),
     ]
 
 
-def write_report(results: dict, out_dir: Path) -> Path:
-    plots = write_plots(results, Path(out_dir))
-    return write_page(Page(TITLE, lab_sections(results, plots)), Path(out_dir))
-
-
-def report_sections(runs: Sequence[Run], assets: Assets) -> list[Section]:
-    (run,) = runs
-    results = run.json(RESULTS_FILE)
-    return lab_sections(results, write_plots(results, assets.folder))
-
-
-register_sections(KIND, report_sections, title=TITLE, side_by_side=False)
+write_report = register_lab(KIND, TITLE, lab_sections, write_plots)

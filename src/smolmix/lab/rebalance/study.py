@@ -27,13 +27,13 @@ import yaml
 from smolmix.core.output import atomic_output
 from smolmix.core.pool import check_executor, run_cells
 from smolmix.core.records import write_jsonl
-from smolmix.core.rundir import versions, write_manifest
-from smolmix.lab.grid import check_jobs, write_models
+from smolmix.core.rundir import versions
+from smolmix.lab.grid import check_jobs, finish_run, write_models
 from smolmix.lab.rebalance.preset import Preset
 from smolmix.lab.rebalance.report import write_report
 from smolmix.lab.rebalance.summary import summarize
 from smolmix.lab.tasks import TrainStream, get_task, make_eval_set, vocabulary
-from smolmix.loop.run import RESULTS_FILE, STAGES_DIR, run_loop
+from smolmix.loop.run import STAGES_DIR, run_loop
 
 KIND = "lab.rebalance"
 EVAL_SEED = 0
@@ -190,9 +190,5 @@ def run_study(preset: Preset, out: Path, jobs: int | None = None, quiet: bool = 
                            "compute": c["summary"]["compute"]} for c in controls],
             "summary": summarize(preset, ordered, params, controls),
         }
-        results["summary"]["wall_seconds"] = round(time.perf_counter() - started, 1)
-        (work / RESULTS_FILE).write_text(json.dumps(results, indent=1) + "\n")
-        write_report(results, work)
-        write_manifest(work, KIND, {"preset": asdict(preset), "jobs": jobs},
-                       seed=preset.seeds[0])
+        finish_run(work, KIND, results, preset, jobs, started, write_report)
     return results
