@@ -87,7 +87,7 @@ class Preset(FrequencyOrder):
 
 PRESETS: dict[str, Preset] = {
     "quick": Preset("quick", sizes=("m", "l"), scale_sizes=("xl",), seeds=(1, 2), steps=2000),
-    "full": Preset("full", sizes=("xs", "s", "m", "l"), scale_sizes=("xl", "xxl"),
+    "full": Preset("full", sizes=("s", "m", "l"), scale_sizes=("xl", "xxl"),
                    seeds=(1, 2, 3), steps=6000, stages=6),
     "smoke": Preset("smoke", sizes=("xxs",), seeds=(1,), steps=24, stages=2, warmup_steps=2,
                     eval_examples=8, batch_size=8),
