@@ -145,10 +145,13 @@ class Plan(_Model):
         return f"{self._file}:{locate(self._root, tuple(loc))[1]}"
 
     @property
+    def examples_per_step(self) -> int:
+        return int(self.train.get("batch_size", 8)) * int(self.train.get("grad_accum", 1))
+
+    @property
     def steps_per_stage(self) -> list[int]:
         """Each stage's optimizer steps: its examples over the examples per step."""
-        per_step = int(self.train.get("batch_size", 8)) * int(self.train.get("grad_accum", 1))
-        return [max(1, -(-b // per_step)) for b in self.stages.budgets]
+        return [max(1, -(-b // self.examples_per_step)) for b in self.stages.budgets]
 
 
 def load_plan(path: Path) -> Plan:

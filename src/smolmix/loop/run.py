@@ -122,7 +122,7 @@ class _Loop:
         self.plan, self.data, self.root = plan, data, root
         self.heldout_files = heldout_files
         self.steps = plan.steps_per_stage
-        self.per_step = -(-plan.stages.budgets[0] // self.steps[0])
+        self.per_step = plan.examples_per_step
         self.total_steps = sum(self.steps)
 
     def segment(self, folder: Path, shares: Mapping[str, float], steps: int, seed: int,
