@@ -61,3 +61,21 @@ def test_each_mistake_is_one_error_at_its_line(folder, old, new, words, line):
         _load(folder, GOOD.replace(old, new))
     assert words in str(exc.value)
     assert exc.value.where == f"{folder / 'plan.yaml'}:{line}"
+
+
+@pytest.mark.parametrize("extra, words, line", [
+    ("eval: {answer_formats: {copy: magic}}", "unknown answer format 'magic'", 14),
+    ("start: {copy: -1, sort: 2}", "start: weights must be finite, not negative", 14),
+    ("policy2: 1", "unknown key", 14),
+])
+def test_eval_and_start_mistakes_name_their_line(folder, extra, words, line):
+    with pytest.raises(SmolmixError) as exc:
+        _load(folder, GOOD + extra + "\n")
+    assert words in str(exc.value)
+    assert exc.value.where == f"{folder / 'plan.yaml'}:{line}"
+
+
+def test_excess_loss_without_a_reference_is_refused(folder):
+    with pytest.raises(SmolmixError, match="needs a reference model"):
+        _load(folder, GOOD.replace("name: verdict", "name: excess-loss")
+              .replace("options: {raise_factor: 4}", "options: {}"))
