@@ -167,7 +167,7 @@ def test_an_unknown_policy_is_a_user_error():
 def test_the_decision_log_says_what_changed_and_names_the_triggering_numbers(tmp_path):
     import json
 
-    from smolmix.loop.decisions import DECISIONS_FILE, append_decisions, decide
+    from smolmix.loop.decisions import DECISIONS_FILE, decide, write_decisions
 
     tasks = _tasks()
     cap = {"running_max": 0.06}
@@ -183,6 +183,6 @@ def test_the_decision_log_says_what_changed_and_names_the_triggering_numbers(tmp
     assert "not expressible" in by_task["lookup"]["text"]
     assert by_task["copy"]["text"].startswith("stage 2: copy lowered 70.00% →")
     assert sum(r["new_share"] for r in rows) == pytest.approx(1)
-    append_decisions(tmp_path / DECISIONS_FILE, rows)
+    write_decisions(tmp_path / DECISIONS_FILE, rows)
     logged = [json.loads(line) for line in (tmp_path / DECISIONS_FILE).read_text().splitlines()]
     assert [r["task"] for r in logged] == [t.name for t in tasks]

@@ -210,28 +210,14 @@ def build_parser() -> argparse.ArgumentParser:
     conv.set_defaults(func=_convert)
     lab = commands.add_parser("lab", help="synthetic studies that reproduce the findings on a CPU")
     studies = lab.add_subparsers(dest="study", required=True, parser_class=_Parser)
-    rare = studies.add_parser("rare-tasks",
-                              help="small models fail on rare tasks; boosting fixes it")
-    rare.add_argument("--preset", default="quick", help="quick (default), full or smoke")
-    rare.add_argument("--sizes", type=_name_list, help="ladder sizes, e.g. xs,s,m,l,xl")
-    rare.add_argument("--seeds", type=_number_list("--seeds"), help="seeds, e.g. 0,1")
-    rare.add_argument("--steps", type=int, help="training steps per cell")
+    rare = _lab_study(studies, "rare-tasks", "small models fail on rare tasks; boosting fixes it",
+                      _lab_rare_tasks, sizes="xs,s,m,l,xl", seeds="0,1",
+                      steps="training steps per cell")
     rare.add_argument("--tasks", type=_name_list,
                       help="tasks, most frequent first; the last three are the rare tasks")
-    rare.add_argument("--out", type=Path, help="run directory (default runs/rare-tasks-<preset>)")
-    rare.add_argument("--jobs", type=int, help="parallel worker processes (default: CPU cores)")
-    rare.add_argument("--executor", default="process", choices=("process", "ray"),
-                      help="where the cells run: worker processes here (default), or Ray "
-                           "tasks (the cluster at RAY_ADDRESS, else a local Ray of --jobs CPUs)")
-    rare.add_argument("--quiet", action="store_true", help="no progress output")
-    rare.set_defaults(func=_lab_rare_tasks)
-    gap = studies.add_parser("learnability-gap",
-                             help="small students learn worse from long CoT and large "
-                                  "teachers; mixing helps")
-    gap.add_argument("--preset", default="quick", help="quick (default), full or smoke")
-    gap.add_argument("--sizes", type=_name_list, help="ladder sizes, e.g. xs,s,m,l")
-    gap.add_argument("--seeds", type=_number_list("--seeds"), help="seeds, e.g. 0,1")
-    gap.add_argument("--steps", type=int, help="training steps per cell")
+    gap = _lab_study(studies, "learnability-gap", "small students learn worse from long CoT and "
+                     "large teachers; mixing helps", _lab_learnability_gap, sizes="xs,s,m,l",
+                     seeds="0,1", steps="training steps per cell")
     gap.add_argument("--tasks", type=_name_list,
                      help="tasks, each with all its difficulties or one (add,mul:3)")
     gap.add_argument("--styles", type=_name_list,
@@ -240,32 +226,34 @@ def build_parser() -> argparse.ArgumentParser:
                      help="shares of long traces, in [0, 1] (default 0,0.1,0.2,0.4,0.6,1)")
     gap.add_argument("--large-ratios", type=_number_list("--large-ratios", float, "0,0.2,1"),
                      help="shares of large-teacher traces, in [0, 1] (same default)")
-    gap.add_argument("--out", type=Path,
-                     help="run directory (default runs/learnability-gap-<preset>)")
-    gap.add_argument("--jobs", type=int, help="parallel worker processes (default: CPU cores)")
-    gap.add_argument("--executor", default="process", choices=("process", "ray"),
-                     help="where the cells run: worker processes (default) or Ray tasks")
-    gap.add_argument("--quiet", action="store_true", help="no progress output")
-    gap.set_defaults(func=_lab_learnability_gap)
-    reb = studies.add_parser("rebalance", help="every smolmix loop policy on the rare-task "
-                             "lab's tasks and ladder, at equal steps and examples")
-    reb.add_argument("--preset", default="quick", help="quick (default), full or smoke")
-    reb.add_argument("--sizes", type=_name_list, help="ladder sizes, e.g. m,l")
+    reb = _lab_study(studies, "rebalance", "every smolmix loop policy on the rare-task lab's "
+                     "tasks and ladder, at equal steps and examples", _lab_rebalance,
+                     sizes="m,l", seeds="1,2 (seed 0 is the tuning seed)",
+                     steps="training steps per loop, over all its stages")
     reb.add_argument("--scale-sizes", type=_name_list,
                      help="larger sizes trained on the natural mixture only (e.g. xl)")
-    reb.add_argument("--seeds", type=_number_list("--seeds"),
-                     help="seeds, e.g. 1,2 (seed 0 is the tuning seed)")
-    reb.add_argument("--steps", type=int, help="training steps per loop, over all its stages")
     reb.add_argument("--stages", type=int, help="stages per loop")
     reb.add_argument("--policies", type=_name_list,
                      help="static, uniform, temperature, odm, excess-loss, verdict (default all)")
-    reb.add_argument("--out", type=Path, help="run directory (default runs/rebalance-<preset>)")
-    reb.add_argument("--jobs", type=int, help="parallel worker processes (default: CPU cores)")
-    reb.add_argument("--executor", default="process", choices=("process", "ray"),
-                     help="where the cells run: worker processes (default) or Ray tasks")
-    reb.add_argument("--quiet", action="store_true", help="no progress output")
-    reb.set_defaults(func=_lab_rebalance)
     return parser
+
+
+def _lab_study(studies, name: str, help: str, func, sizes: str, seeds: str, steps: str
+               ) -> argparse.ArgumentParser:
+    """A lab study's parser with the flags every study has; the caller adds its own."""
+    study = studies.add_parser(name, help=help)
+    study.add_argument("--preset", default="quick", help="quick (default), full or smoke")
+    study.add_argument("--sizes", type=_name_list, help=f"ladder sizes, e.g. {sizes}")
+    study.add_argument("--seeds", type=_number_list("--seeds"), help=f"seeds, e.g. {seeds}")
+    study.add_argument("--steps", type=int, help=steps)
+    study.add_argument("--out", type=Path, help=f"run directory (default runs/{name}-<preset>)")
+    study.add_argument("--jobs", type=int, help="parallel worker processes (default: CPU cores)")
+    study.add_argument("--executor", default="process", choices=("process", "ray"),
+                       help="where the cells run: worker processes here (default), or Ray "
+                            "tasks (the cluster at RAY_ADDRESS, else a local Ray of --jobs CPUs)")
+    study.add_argument("--quiet", action="store_true", help="no progress output")
+    study.set_defaults(func=func)
+    return study
 
 
 def _mix(args: argparse.Namespace) -> None:

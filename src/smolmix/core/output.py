@@ -33,6 +33,14 @@ PID_FILE = ".smolmix-pid"
 REPLACE_RETRIES = 5
 
 
+def write_whole(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` whole or not at all: into a temporary file beside it, then
+    renamed over it (a kill leaves the old file or the new one, never half of one)."""
+    tmp = Path(path).with_name(Path(path).name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def partial_path(out: Path) -> Path:
     return Path(out).with_name(Path(out).name + PARTIAL_SUFFIX)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from smolmix.core.errors import SmolmixError
 from smolmix.core.inputs import read_json_object
+from smolmix.core.output import write_whole
 
 JOURNAL = "journal.jsonl"
 RUN_FILE = "run.json"
@@ -51,10 +52,8 @@ class Journal:
             recorded = read_json_object(run_file, RUN_FILE).get("fingerprint") or {}
             refuse_other_arguments(recorded, fingerprint, str(self.folder))
         else:
-            tmp = run_file.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"fingerprint": fingerprint}, indent=2,
-                                      sort_keys=True) + "\n")
-            os.replace(tmp, run_file)
+            write_whole(run_file, json.dumps({"fingerprint": fingerprint}, indent=2,
+                                             sort_keys=True) + "\n")
         self.done: dict[Key, dict] = self._read()
         self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed by close()
 

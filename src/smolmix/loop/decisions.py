@@ -7,6 +7,7 @@ import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from smolmix.core.output import write_whole
 from smolmix.loop.limits import fit_shares, stage_bounds
 from smolmix.loop.policies.base import Policy, TaskState
 
@@ -53,8 +54,6 @@ def decide(policy: Policy, tasks: Sequence[TaskState], stage: int, state: dict,
     return rows
 
 
-def append_decisions(path: Path, rows: Sequence[dict]) -> None:
-    """Add one stage's rows to the log."""
-    with open(path, "a", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+def write_decisions(path: Path, rows: Sequence[dict]) -> None:
+    """The whole log, every finished stage's rows in order, written whole or not at all."""
+    write_whole(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))

@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import os
 import shutil
 import sys
 import time
@@ -22,11 +21,11 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from smolmix.core.errors import SmolmixError
-from smolmix.core.output import check_output_dir, claim_partial, partial_path
+from smolmix.core.output import check_output_dir, claim_partial, partial_path, write_whole
 from smolmix.core.rundir import versions, write_manifest
 from smolmix.diagnose.command import read_controls
 from smolmix.diagnose.verdicts import LEARN_THRESHOLD, NEVER, Curve, judge
-from smolmix.loop.decisions import DECISIONS_FILE, decide
+from smolmix.loop.decisions import DECISIONS_FILE, decide, write_decisions
 from smolmix.loop.limits import cap_share
 from smolmix.loop.plan import Plan, load_plan
 from smolmix.loop.policies.base import TaskState, get_policy
@@ -108,22 +107,20 @@ def _finished_stages(root: Path) -> list[dict]:
 
 
 def _write_json(path: Path, data: object) -> None:
-    """Write a file whole or not at all (a temporary file renamed over it)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+    write_whole(path, json.dumps(data, indent=1, ensure_ascii=False) + "\n")
 
 
 class _Loop:
     """What the stages share: the plan, the data, and how a segment is run."""
 
     def __init__(self, plan: Plan, data: LoopData, root: Path,
-                 heldout_files: Mapping[str, Path]) -> None:
+                 heldout_files: Mapping[str, Path], threshold: float) -> None:
         self.plan, self.data, self.root = plan, data, root
         self.heldout_files = heldout_files
         self.steps = plan.steps_per_stage
         self.per_step = plan.examples_per_step
         self.total_steps = sum(self.steps)
+        self.threshold = threshold
 
     def segment(self, folder: Path, shares: Mapping[str, float], steps: int, seed: int,
                 continue_from: Path | None, tasks: Sequence[str], examples: int | None = None,
@@ -141,7 +138,9 @@ def _run(plan: Plan, data: LoopData, policy, controls: dict, root: Path,
     started = time.perf_counter()
     _write_json(root / PLAN_FILE, {"fingerprint": plan_fingerprint(plan),
                                    "plan": plan.model_dump(mode="json")})
-    loop = _Loop(plan, data, root, write_heldout_files(data.heldout, root / "heldout"))
+    # a policy's own threshold for "learned" (verdict's option), else smolmix's
+    loop = _Loop(plan, data, root, write_heldout_files(data.heldout, root / "heldout"),
+                 getattr(policy, "threshold", LEARN_THRESHOLD))
     done = _finished_stages(root)
     for extra in sorted((root / STAGES_DIR).glob("*")) if (root / STAGES_DIR).is_dir() else []:
         if not extra.name.isdigit() or int(extra.name) > len(done):
@@ -154,9 +153,8 @@ def _run(plan: Plan, data: LoopData, policy, controls: dict, root: Path,
         record = _stage(loop, policy, controls, reference, k, previous, say)
         _write_json(root / STAGES_DIR / str(k) / STAGE_FILE, record)
         done.append(record)
-        _write_decisions(root, done)
-    results = summarize(plan, data, done, reference,
-                        getattr(policy, "threshold", LEARN_THRESHOLD))
+        write_decisions(root / DECISIONS_FILE, [row for stage in done for row in stage["rows"]])
+    results = summarize(plan, data, done, reference, loop.threshold)
     results["summary"]["wall_seconds"] = round(time.perf_counter() - started, 1)
     _write_json(root / RESULTS_FILE, results)
     return results
@@ -186,7 +184,7 @@ def _stage(loop: _Loop, policy, controls: dict, reference: dict | None, k: int,
     used = dict(previous["used"]) if previous else {t: 0 for t in data.tasks}
     budget = plan.stages.budgets[k - 1]
     steps = loop.steps[k - 1]
-    start_from = root / previous["checkpoint"] if previous else None
+    start_from = root / previous["measured"]["checkpoint"] if previous else None
     say(f"stage {k}/{plan.stages.count}: {steps} steps, {budget:,} examples")
     measured = loop.segment(folder, shares, steps, plan.seed * 1000 + k, start_from,
                             data.tasks, budget, loop="stage", stage=str(k))
@@ -196,7 +194,7 @@ def _stage(loop: _Loop, policy, controls: dict, reference: dict | None, k: int,
     ends = [*(previous["ends"] if previous else []), measured.end_step]
     probes: list[dict] = []
     last = k == plan.stages.count
-    threshold = getattr(policy, "threshold", LEARN_THRESHOLD)
+    threshold = loop.threshold
     verdicts = {t: _verdict(t, ends, history[t], isolation, shares, controls, threshold)
                 for t in data.tasks}
     if plan.probe.isolation_steps and not last:
@@ -242,7 +240,7 @@ def _stage(loop: _Loop, policy, controls: dict, reference: dict | None, k: int,
         say("  " + r["text"])
     return {"stage": k, "budget": budget, "steps": steps, "shares": shares,
             "measured": {**measured.to_dict(), "checkpoint": loop.relative(measured.checkpoint)},
-            "checkpoint": loop.relative(measured.checkpoint), "ends": ends,
+            "ends": ends,
             "history": history, "used": used, "isolation": isolation,
             "verdicts": {t: v.to_dict() for t, v in verdicts.items()},
             "rows": rows, "next_shares": next_shares, "policy_state": state, "probes": probes}
@@ -262,27 +260,18 @@ def _anneal(loop: _Loop, folder: Path, k: int, current: Mapping[str, float],
     current ones, from the same checkpoint; keep the proposal unless its mean falls."""
     plan, tasks = loop.plan, loop.data.tasks
     steps = plan.probe.anneal_steps
-    means, seconds = {}, {}
+    means, seconds = {}, {"mix": 0.0, "train": 0.0, "eval": 0.0}
     for name, shares in (("proposed", proposed), ("current", current)):
         m = loop.segment(folder / "probes" / f"anneal-{name}", shares, steps,
                          plan.seed * 1000 + k, checkpoint, tasks, loop="anneal-probe",
                          stage=str(k), candidate=name)
         means[name] = sum(m.accuracy.values()) / len(tasks)
-        seconds[name] = m.seconds
+        seconds = {k: round(v + m.seconds[k], 2) for k, v in seconds.items()}
     kept = means["proposed"] >= means["current"] - ANNEAL_TOLERANCE
     words = (f"{steps} steps with the proposed shares reach mean accuracy "
              f"{means['proposed']:.3f}, with the current ones {means['current']:.3f}")
     return kept, {"kind": "anneal", "steps": 2 * steps, "means": means, "kept": kept,
                   "words": words, "seconds": seconds}
-
-
-def _write_decisions(root: Path, stages: Sequence[dict]) -> None:
-    tmp = root / (DECISIONS_FILE + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for stage in stages:
-            for row in stage["rows"]:
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(tmp, root / DECISIONS_FILE)
 
 
 def compute(stages: Sequence[dict], reference: dict | None) -> dict:
@@ -291,9 +280,7 @@ def compute(stages: Sequence[dict], reference: dict | None) -> dict:
     train = sum(s["measured"]["seconds"]["train"] for s in stages)
     other = sum(s["measured"]["seconds"]["mix"] + s["measured"]["seconds"]["eval"]
                 for s in stages)
-    probe_seconds = sum(sum(part["mix"] + part["train"] + part["eval"]
-                            for part in _probe_parts(probe))
-                        for s in stages for probe in s["probes"])
+    probe_seconds = sum(sum(probe["seconds"].values()) for s in stages for probe in s["probes"])
     ref = reference["seconds"] if reference else 0.0
     steps = sum(s["steps"] for s in stages)
     probe_steps = sum(p["steps"] for s in stages for p in s["probes"])
@@ -301,11 +288,6 @@ def compute(stages: Sequence[dict], reference: dict | None) -> dict:
             "probe_seconds": round(probe_seconds, 1), "reference_seconds": round(ref, 1),
             "overhead": round((other + probe_seconds + ref) / train, 3) if train else None,
             "train_steps": steps, "probe_steps": probe_steps}
-
-
-def _probe_parts(probe: dict) -> list[dict]:
-    seconds = probe["seconds"]
-    return list(seconds.values()) if "mix" not in seconds else [seconds]
 
 
 def summarize(plan: Plan, data: LoopData, stages: Sequence[dict], reference: dict | None,

@@ -61,12 +61,6 @@ class Measured:
                 "train_loss": self.train_loss, "checkpoint": str(self.checkpoint),
                 "end_step": self.end_step, "seconds": self.seconds}
 
-    @classmethod
-    def from_dict(cls, data: Mapping) -> Measured:
-        return cls(dict(data["accuracy"]), dict(data["heldout_loss"]),
-                   dict(data["train_loss"]), Path(data["checkpoint"]), int(data["end_step"]),
-                   dict(data["seconds"]))
-
 
 def segment_recipe(plan: Plan, shares: Mapping[str, float], examples: int, seed: int) -> dict:
     """The ``smolmix mix`` recipe: the plan's sources weighted by task, ``examples`` of them,

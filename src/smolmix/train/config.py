@@ -130,8 +130,8 @@ class TrainConfig(_Model):
     eval: EvalSpec = EvalSpec()
     continue_from: str | None = Field(
         None, description="a checkpoint of an earlier run (a loop's previous stage): its "
-        "optimizer and scheduler state and step count carry on, on this config's mixture from "
-        "its start; model is that run's weights")
+        "weights (a LoRA run's adapter), optimizer and scheduler state and step count carry on, "
+        "on this config's mixture from its start; model is the model that run started from")
     schedule_steps: int | None = Field(
         None, gt=0, le=MAX_STEPS, description="the steps the learning-rate schedule spans "
         "(default: the run's last step); a loop gives every stage the whole loop's")
